@@ -1,0 +1,56 @@
+"""``edge info``: what a model is and whether this device can run it."""
+
+from __future__ import annotations
+
+import typer
+
+from edge.commands._common import JsonFlag, LabelsOpt, ModelArg, handles_errors, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info)
+
+
+@handles_errors
+def info(model: ModelArg, labels: LabelsOpt = None, json_out: JsonFlag = False) -> None:
+    """Show a model's tensors, ops, Edge TPU ops, labels and (for a bundle) checksums."""
+    from edge.info import inspect_model  # noqa: PLC0415
+
+    result = inspect_model(model, labels=labels)
+    if json_out:
+        print_json(result.as_dict())
+    else:
+        _render(result)
+    if result.checksums_ok is False or result.loads is False:
+        raise typer.Exit(1)
+
+
+def _render(r) -> None:  # noqa: ANN001
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    out = Console()
+    out.print(f"[bold]{r.path}[/bold]  {r.size_bytes / 1e6:.2f} MB  runtime: {r.runtime}")
+    t = Table("tensor", "name", "shape", "dtype", "quantization")
+    for kind, tensors in (("input", r.inputs), ("output", r.outputs)):
+        for x in tensors:
+            q = x["quantization"]
+            qs = f"scale {q['scale']:.6g}, zero point {q['zero_point']}" if q else "-"
+            t.add_row(kind, x["name"], str(x["shape"]), x["dtype"], qs)
+    out.print(t)
+    ops = ", ".join(f"{k} x{v}" for k, v in sorted(r.op_counts.items(), key=lambda kv: -kv[1]))
+    out.print(f"ops: {ops}")
+    out.print(f"multiply-accumulates: {r.mac_count / 1e6:.1f} M")
+    out.print(f"Edge TPU custom op: {'yes' if r.edgetpu else 'no'}"
+              + (f"   other custom ops: {', '.join(c for c in r.custom_ops if c != 'edgetpu-custom-op')}"
+                 if any(c != "edgetpu-custom-op" for c in r.custom_ops) else ""))
+    out.print(f"labels: {', '.join(r.labels) if r.labels else 'none (indices are reported)'}")
+    if r.bundle:
+        for row in r.checksums:
+            state = "[green]ok[/green]" if row["ok"] else ("[red]missing[/red]" if row["actual"] is None
+                                                         else "[red]MISMATCH[/red]")
+            out.print(f"checksum {row['file']}: {state}")
+    if r.loads is False:
+        out.print(f"[red]does not load on the CPU:[/red] {r.load_error}")
+    elif r.loads is None:
+        out.print("compiled for the Edge TPU: runs only with --device edgetpu")

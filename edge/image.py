@@ -1,0 +1,105 @@
+"""Decode image files to RGB uint8, the one pixel format the rest of the pipeline accepts.
+
+JPEG, PNG (grey, RGBA, 16-bit, palette), BMP and TIFF; EXIF orientation applied; truncated files
+and decompression bombs refused before they reach the decoder.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import ImageError
+
+# 64 megapixels: far above any dermatoscope or phone camera, far below a bomb.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+_MAGIC = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+def image_size(data: bytes) -> tuple[int, int, str]:
+    """(width, height, format) from the header only, without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.width, im.height, (im.format or "unknown")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        fmt = _MAGIC.get(data[:2]) or _MAGIC.get(data[:4])
+        if fmt:
+            raise ImageError(f"truncated or damaged {fmt} file", "Copy the image again.") from None
+        raise ImageError("not an image file (unknown or damaged header)",
+                         "Use JPEG, PNG, BMP or TIFF.") from None
+    except Image.DecompressionBombError:
+        raise ImageError("image too large to decode safely (decompression bomb)") from None
+
+
+def _looks_truncated(data: bytes, fmt: str) -> bool:
+    if fmt == "JPEG":
+        return b"\xff\xd9" not in data[-4096:]
+    if fmt == "PNG":
+        return b"IEND" not in data[-64:]
+    return False
+
+
+def to_rgb(pixels: np.ndarray, order: str = "BGR") -> np.ndarray:
+    """Any decoded array (grey, 3- or 4-channel, 8- or 16-bit, float 0..1) to RGB uint8."""
+    a = np.asarray(pixels)
+    if a.size == 0 or a.ndim not in (2, 3):
+        raise ImageError(f"not an image array (shape {a.shape})")
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype in (np.float32, np.float64):
+        a = np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise ImageError(f"unsupported pixel type {a.dtype}")
+    if a.ndim == 2 or a.shape[2] == 1:
+        return cv2.cvtColor(a.reshape(a.shape[0], a.shape[1]), cv2.COLOR_GRAY2RGB)
+    channels = a.shape[2]
+    if channels == 3:
+        return cv2.cvtColor(a, cv2.COLOR_BGR2RGB) if order == "BGR" else np.ascontiguousarray(a)
+    if channels == 4:
+        code = cv2.COLOR_BGRA2RGB if order == "BGR" else cv2.COLOR_RGBA2RGB
+        return cv2.cvtColor(a, code)
+    raise ImageError(f"unsupported channel count {channels}")
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes to an RGB uint8 array (H, W, 3), EXIF orientation applied."""
+    if not data:
+        raise ImageError("empty file")
+    width, height, fmt = image_size(data)
+    if width * height > max_pixels:
+        raise ImageError(f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP, "
+                         f"limit {max_pixels / 1e6:.0f} MP)", "Resize it first.")
+    if _looks_truncated(data, fmt):
+        raise ImageError(f"truncated {fmt} file", "Copy the image again.")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    # IMREAD_COLOR applies EXIF orientation and reduces grey, alpha, palette and 16-bit to BGR 8-bit.
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError(f"corrupt {fmt} data", "Copy the image again or re-export it.")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read and decode an image file; ImageError names the file and the problem."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        return decode_image(data, max_pixels=max_pixels)
+    except ImageError as e:
+        raise ImageError(f"{path}: {e.message}", e.hint) from None

@@ -1,0 +1,90 @@
+"""Pixels to model input: pure functions, shared by training, calibration and the device.
+
+The training pipeline, the representative dataset and ``edge`` all call :func:`fit_to_input`
+and :func:`quantize`, so what the model saw in training is what it sees on the Pi.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.errors import ImageError
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine quantization of a tensor: real = scale * (q - zero_point). scale 0 = not quantized."""
+
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.scale != 0.0
+
+
+def center_crop(rgb: np.ndarray, aspect: float) -> np.ndarray:
+    """The largest centred crop of width/height ratio ``aspect`` (a view, no copy)."""
+    h, w = rgb.shape[:2]
+    if w / h > aspect:  # too wide
+        new_w = max(1, round(h * aspect))
+        x0 = (w - new_w) // 2
+        return rgb[:, x0 : x0 + new_w]
+    new_h = max(1, round(w / aspect))
+    y0 = (h - new_h) // 2
+    return rgb[y0 : y0 + new_h, :]
+
+
+def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Area interpolation when shrinking (no aliasing), bilinear when enlarging."""
+    h, w = rgb.shape[:2]
+    if (w, h) == (width, height):
+        return rgb
+    shrinking = w >= width and h >= height
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def fit_to_input(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Centre-crop to the model's aspect ratio, then resize: RGB uint8 (height, width, 3)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageError(f"expected an RGB uint8 image, got shape {rgb.shape} {rgb.dtype}")
+    if rgb.shape[0] < 2 or rgb.shape[1] < 2:
+        raise ImageError(f"image too small ({rgb.shape[1]}x{rgb.shape[0]})")
+    return np.ascontiguousarray(resize(center_crop(rgb, width / height), width, height))
+
+
+def quantize(pixels: np.ndarray, quant: Quantization, dtype: np.dtype | type,
+             pixel_scale: float = 1.0, pixel_offset: float = 0.0) -> np.ndarray:
+    """Turn uint8 pixels into the input tensor's values.
+
+    The model sees ``value = pixel * pixel_scale + pixel_offset``; a quantized input stores
+    ``round(value / scale) + zero_point``. With uint8 input, scale 1 and zero point 0 (our
+    bundles, the pixel scaling being inside the model) this is a plain copy.
+    """
+    dtype = np.dtype(dtype)
+    identity_pixels = pixel_scale == 1.0 and pixel_offset == 0.0
+    if dtype == np.float32:
+        if identity_pixels:
+            return pixels.astype(np.float32)
+        return pixels.astype(np.float32) * np.float32(pixel_scale) + np.float32(pixel_offset)
+    if not quant.is_quantized:
+        raise ValueError(f"{dtype} input without quantization parameters")
+    if identity_pixels and quant.scale == 1.0:
+        if dtype == np.uint8 and quant.zero_point == 0:
+            return pixels.copy()
+        if dtype == np.int8 and quant.zero_point == -128:
+            return (pixels ^ np.uint8(0x80)).view(np.int8)  # pixel - 128, exactly
+    info = np.iinfo(dtype)
+    value = pixels.astype(np.float32) * np.float32(pixel_scale) + np.float32(pixel_offset)
+    q = np.round(value / np.float32(quant.scale)) + quant.zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, quant: Quantization) -> np.ndarray:
+    """Quantized values to real numbers (int64 maths: no overflow), float32."""
+    if not quant.is_quantized:
+        return np.asarray(q, dtype=np.float32)
+    return (quant.scale * (q.astype(np.int64) - quant.zero_point)).astype(np.float32)

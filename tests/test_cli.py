@@ -1,0 +1,127 @@
+"""`edge info` and `edge classify` through the real CLI, including every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import LABELS
+from edge.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, needle: str) -> None:
+    assert result.exit_code == 1, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and needle in err, err
+    assert "Traceback" not in result.output and len(err.splitlines()) == 1
+
+
+def test_help_is_fast_and_light():
+    code = ("import sys, edge.cli\n"
+            "heavy = [m for m in ('numpy', 'cv2', 'ai_edge_litert', 'tensorflow', 'PIL') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run([sys.executable, "-m", "edge", "--help"], capture_output=True, text=True, check=True)
+    for command in ("info", "classify"):
+        assert command in out.stdout
+
+
+def test_info_bundle_json(bundle_dir):
+    result = invoke("info", bundle_dir, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["labels"] == list(LABELS) and data["checksums_ok"] is True
+    assert data["inputs"][0]["dtype"] == "uint8" and data["inputs"][0]["quantization"]["scale"] == 1.0
+    assert data["outputs"][0]["shape"] == [1, len(LABELS)]
+    assert data["op_counts"]["CONV_2D"] == 1 and data["edgetpu_custom_op"] is False
+    assert data["runtime"].startswith("ai-edge-litert") and data["loads_on_cpu"] is True
+    assert data["mac_count"] > 0
+
+
+def test_info_table(bundle_dir):
+    result = invoke("info", bundle_dir)
+    assert result.exit_code == 0
+    for needle in ("uint8", "CONV_2D", "labels: red, green, blue, yellow", "checksum model.tflite: ok",
+                   "Edge TPU custom op: no"):
+        assert needle in result.stdout, needle
+
+
+def test_info_reports_checksum_mismatch(fresh_bundle):
+    with open(fresh_bundle / "model_float.tflite", "ab") as f:
+        f.write(b"\0")
+    result = invoke("info", fresh_bundle)
+    assert result.exit_code == 1 and "MISMATCH" in result.stdout
+
+
+def test_classify_json(bundle_dir, colour_files):
+    result = invoke("classify", *colour_files.values(), "--model", bundle_dir, "--top-k", "2", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["device"] == "cpu" and "Not a medical diagnosis" in data["disclaimer"]
+    labels = [r["label"] for r in data["results"]]
+    assert labels == list(colour_files)  # each colour recognised, order kept
+    first = data["results"][0]
+    assert len(first["top_k"]) == 2 and first["time_ms"] > 0 and 0 < first["score"] <= 1
+
+
+def test_classify_bad_image_does_not_stop_the_others(bundle_dir, colour_files, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(colour_files["red"].read_bytes()[:300])
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    files = [colour_files["red"], corrupt, text, empty, tmp_path / "missing.jpg", colour_files["blue"]]
+    result = invoke("classify", *files, "--model", bundle_dir)
+    assert result.exit_code == 1
+    assert f"{colour_files['red']}: red" in result.stdout and f"{colour_files['blue']}: blue" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 4 and "truncated" in errors[0] and "not an image" in errors[1]
+    assert "empty" in errors[2] and "no such file" in errors[3]
+    assert "4 of 6 images failed" in result.stderr and "Traceback" not in result.output
+
+
+def test_classify_bare_model_reports_indices(tflite_models, colour_files):
+    result = invoke("classify", colour_files["green"], "--model", tflite_models["int8"], "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"][0]["label"] == str(LABELS.index("green"))
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: p.write_bytes(b""), "empty or truncated"),
+    (lambda p: p.write_text("#!/bin/sh\necho not a model\n" * 3), "not a TFLite model"),
+])
+def test_classify_bad_model_one_line(tmp_path, colour_files, make, needle):
+    model = tmp_path / "m.tflite"
+    make(model)
+    assert_one_line_error(invoke("classify", colour_files["red"], "--model", model), needle)
+
+
+def test_missing_model_and_bad_device(bundle_dir, colour_files):
+    assert_one_line_error(invoke("info", "/nonexistent/x.tflite"), "Model not found")
+    assert_one_line_error(invoke("classify", colour_files["red"], "--model", bundle_dir, "--device", "edgetpu"),
+                          "libedgetpu")
+    assert_one_line_error(invoke("classify", colour_files["red"], "--model", bundle_dir, "--device", "tpu9"),
+                          "Unknown device")
+
+
+def test_checksum_mismatch_refuses_to_classify(fresh_bundle, colour_files):
+    with open(fresh_bundle / "model.tflite", "ab") as f:
+        f.write(b"\0")
+    assert_one_line_error(invoke("classify", colour_files["red"], "--model", fresh_bundle), "Checksum mismatch")
+
+
+def test_console_script_runs(bundle_dir, colour_files):
+    exe = subprocess.run([sys.executable, "-m", "edge", "classify", str(colour_files["yellow"]), "--model",
+                          str(bundle_dir)], capture_output=True, text=True)
+    assert exe.returncode == 0 and ": yellow" in exe.stdout

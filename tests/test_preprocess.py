@@ -1,0 +1,98 @@
+"""Pure pixel and number functions: crop, resize, quantize/dequantize, probabilities, top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.errors import ImageError
+from edge.postprocess import looks_like_probabilities, softmax, to_probabilities, top_k
+from edge.preprocess import Quantization, center_crop, dequantize, fit_to_input, quantize
+
+
+def test_center_crop_takes_the_middle():
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, 50:150] = 255
+    crop = center_crop(img, 1.0)
+    assert crop.shape == (100, 100, 3) and (crop == 255).all()
+    tall = center_crop(np.zeros((300, 100, 3), np.uint8), 2.0)
+    assert tall.shape == (50, 100, 3)
+
+
+def test_fit_to_input_shape_and_area_interpolation():
+    img = np.zeros((450, 600, 3), np.uint8)
+    img[::2, ::2] = 255  # a fine checkerboard: area averaging gives ~grey, nearest would alias
+    out = fit_to_input(img, 96, 96)
+    assert out.shape == (96, 96, 3) and out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+    assert 50 < out.mean() < 80  # a quarter of the pixels are white: 255/4 ~ 64
+    assert fit_to_input(np.zeros((10, 12, 3), np.uint8), 40, 48).shape == (40, 48, 3)  # enlarging
+
+
+def test_fit_to_input_rejects_non_rgb():
+    with pytest.raises(ImageError):
+        fit_to_input(np.zeros((10, 10), np.uint8), 8, 8)
+    with pytest.raises(ImageError):
+        fit_to_input(np.zeros((10, 10, 3), np.float32), 8, 8)
+
+
+def test_uint8_scale_one_is_a_copy():
+    px = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    q = quantize(px, Quantization(1.0, 0), np.uint8)
+    assert np.array_equal(q, px) and q is not px and not np.shares_memory(q, px)
+
+
+def test_int8_io_fast_path_equals_general_formula():
+    px = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    fast = quantize(px, Quantization(1.0, -128), np.int8)
+    assert fast.dtype == np.int8
+    assert np.array_equal(fast.astype(int), px.astype(int) - 128)
+
+
+@pytest.mark.parametrize("scale,zp,dtype", [(0.0078125, 0, np.int8), (0.5, 10, np.uint8), (2.0, -3, np.int8)])
+def test_quantize_dequantize_round_trip(scale, zp, dtype):
+    q = Quantization(scale, zp)
+    # values the quantized type can represent exactly survive the round trip
+    info = np.iinfo(dtype)
+    ints = np.arange(info.min, info.max + 1, dtype=np.int64)
+    real = dequantize(ints.astype(dtype), q)
+    assert np.allclose(real, scale * (ints - zp))
+    # pixels through a pixel scaling: error at most half a step
+    px = np.arange(256, dtype=np.uint8)
+    pixel_scale, offset = 1 / 127.5, -1.0
+    back = dequantize(quantize(px, Quantization(1 / 128, 0), np.int8, pixel_scale, offset), Quantization(1 / 128, 0))
+    expected = np.clip(px * pixel_scale + offset, -1.0, 127 / 128)
+    assert np.abs(back - expected).max() <= 0.5 / 128 + 1e-6
+
+
+def test_quantize_saturates_instead_of_wrapping():
+    q = quantize(np.array([0, 255], np.uint8), Quantization(0.5, 0), np.int8)
+    assert q.tolist() == [0, 127]
+
+
+def test_dequantize_uses_int64_no_overflow():
+    q = np.array([-128, 127], np.int8)
+    out = dequantize(q, Quantization(1.0, 127))  # -128 - 127 overflows int8 arithmetic
+    assert out.tolist() == [-255.0, 0.0]
+
+
+def test_float_input_is_float32_pixels():
+    px = np.array([[0, 128, 255]], np.uint8)
+    assert quantize(px, Quantization(), np.float32).dtype == np.float32
+    assert np.allclose(quantize(px, Quantization(), np.float32, 1 / 255, 0), [[0, 128 / 255, 1]])
+
+
+def test_probabilities_only_softmaxed_when_needed():
+    p = np.array([0.1, 0.7, 0.2], np.float32)
+    assert looks_like_probabilities(p) and np.array_equal(to_probabilities(p), p)
+    logits = np.array([2.0, -1.0, 0.5], np.float32)
+    probs = to_probabilities(logits)
+    assert np.isclose(probs.sum(), 1.0) and probs.argmax() == 0
+    assert np.allclose(softmax(np.array([1000.0, 1000.0])), [0.5, 0.5])  # no overflow
+
+
+def test_top_k_order_labels_and_bounds():
+    probs = np.array([0.1, 0.5, 0.1, 0.3], np.float32)
+    top = top_k(probs, 2, ["a", "b", "c", "d"])
+    assert [(p.index, p.label) for p in top] == [(1, "b"), (3, "d")]
+    assert [p.index for p in top_k(probs, 10)] == [1, 3, 0, 2]  # k capped, ties by index
+    assert top_k(probs, 1)[0].label == "1"  # no labels: the index

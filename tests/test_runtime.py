@@ -1,0 +1,85 @@
+"""Runtime choice (LiteRT > tflite-runtime > TensorFlow Lite) and Edge TPU device strings."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from edge import edgetpu, runtime
+from edge.errors import DelegateError, RuntimeNotFound
+
+
+@pytest.fixture(autouse=True)
+def _fresh_choice():
+    runtime.get_runtime.cache_clear()
+    yield
+    runtime.get_runtime.cache_clear()
+
+
+def test_litert_preferred():
+    rt = runtime.get_runtime()
+    assert rt.name == "ai-edge-litert" and rt.version[0].isdigit()
+
+
+def test_falls_back_in_order_and_says_why(monkeypatch):
+    real = importlib.import_module
+
+    def without_litert(name, *a, **k):
+        if name.startswith(("ai_edge_litert", "tflite_runtime")):
+            raise ImportError(f"No module named '{name.split('.')[0]}'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(runtime.importlib, "import_module", without_litert)
+    rt = runtime.get_runtime()
+    assert rt.name == "tensorflow"
+    assert rt.skipped[0].startswith("ai-edge-litert:") and rt.skipped[1].startswith("tflite-runtime:")
+
+
+def test_nothing_importable(monkeypatch):
+    def nothing(name, *a, **k):
+        raise ImportError("numpy.core.multiarray failed to import")
+
+    monkeypatch.setattr(runtime.importlib, "import_module", nothing)
+    with pytest.raises(RuntimeNotFound, match="pip install ai-edge-litert"):
+        runtime.get_runtime()
+
+
+def test_forced_by_environment(monkeypatch):
+    monkeypatch.setenv("SKIN_EDGE_RUNTIME", "bogus")
+    with pytest.raises(RuntimeNotFound, match="Unknown runtime"):
+        runtime.get_runtime()
+
+
+@pytest.mark.parametrize("system,name", [("Linux", "libedgetpu.so.1"), ("Darwin", "libedgetpu.1.dylib"),
+                                         ("Windows", "edgetpu.dll")])
+def test_delegate_library_names(system, name):
+    assert edgetpu.delegate_library(system) == name
+
+
+@pytest.mark.parametrize("device,parsed", [("usb", "usb"), ("usb:0", "usb:0"), ("pci:1", "pci:1"),
+                                           ("pci", "pci"), ("edgetpu", None), (None, None)])
+def test_device_strings(device, parsed):
+    assert edgetpu.parse_device(device) == parsed
+
+
+def test_delegate_options_and_missing_library():
+    calls = []
+
+    def fake_load_delegate(library, options):
+        calls.append((library, options))
+        raise ValueError("Failed to load delegate from libedgetpu.so.1")
+
+    with pytest.raises(DelegateError, match="not installed"):
+        edgetpu.load_edgetpu_delegate(fake_load_delegate, "usb:1")
+    assert calls == [("libedgetpu.so.1", {"device": "usb:1"})]
+
+
+def test_library_present_but_no_device(monkeypatch):
+    monkeypatch.setattr(edgetpu, "_library_missing", lambda library: False)
+
+    def fake_load_delegate(library, options):
+        raise ValueError("Failed to load delegate from libedgetpu.so.1")
+
+    with pytest.raises(DelegateError, match="no Edge TPU pci:0 could be opened"):
+        edgetpu.load_edgetpu_delegate(fake_load_delegate, "pci:0")

@@ -1,0 +1,1 @@
+"""Training toolkit for the skin-lesion classifier."""

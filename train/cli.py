@@ -1,0 +1,28 @@
+"""The ``train`` command (workstation side). Each command lives in ``train/commands/<name>.py``.
+
+TensorFlow is imported inside the commands that need it, never at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="train",
+    help="Train, evaluate and quantize a skin-lesion classifier for the edge (workstation side).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+COMMANDS = ("sample_data", "fit", "evaluate", "quantize", "compile_edgetpu")
+
+for _name in COMMANDS:
+    importlib.import_module(f"train.commands.{_name}").register(app)
+
+
+def main() -> None:
+    app()
