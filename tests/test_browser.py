@@ -1,0 +1,208 @@
+"""The live page in a real headless Chromium (Debian's chromium + chromium-driver, driven by selenium).
+
+Without Chromium the tests are skipped, except in CI (CI=true), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import colour_image
+from test_server import Feeder, wait_until
+
+from edge import DISCLAIMER
+from edge.model import load_model
+from edge.server import LiveServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOT_ENV = "EDGE_SCREENSHOT"  # set to a path to keep a screenshot of the page
+
+
+def _missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install selenium)"
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.access(path, os.X_OK):
+            return f"{path} not found (apt-get install -y chromium chromium-driver; package {package})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the browser tests must run in CI: {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="edge-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1000,800", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, checked below
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(15)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def model(bundle_dir):
+    return load_model(bundle_dir, device="cpu", threads=1)
+
+
+def text(driver, element_id: str) -> str:
+    return driver.find_element("id", element_id).text
+
+
+def frame_shown(driver) -> bool:
+    script = "const i = document.getElementById('view'); return i.complete && i.naturalWidth > 0;"
+    return driver.execute_script(script)
+
+
+def check_live_page(driver, url: str) -> None:
+    """The page loads, shows a camera frame, a label, the figures and the disclaimer."""
+    driver.get_log("browser")  # drop what earlier pages logged
+    driver.get(url)
+    wait_until(lambda: frame_shown(driver), timeout=10)
+    wait_until(lambda: text(driver, "status") == "OK", timeout=10)  # shown uppercase by the stylesheet
+    disclaimer = driver.find_element("id", "disclaimer")
+    assert disclaimer.is_displayed() and disclaimer.text == DISCLAIMER
+    wait_until(lambda: float(text(driver, "fps")) > 0, timeout=5)
+    assert text(driver, "latency").endswith("ms") and text(driver, "frame").isdigit()
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []  # no script or load errors
+    assert driver.execute_script("return document.getElementById('view').naturalWidth") >= 480
+
+
+def test_page_shows_the_stream_and_a_label_that_updates(browser, model, tmp_path):
+    stats = {"frames": {"dropped": 3}, "uptime_s": 75}
+    live = LiveServer("127.0.0.1", 0, token="pagetoken", stats=lambda: stats).start()
+    try:
+        with Feeder(live, model, "red", hz=25) as feeder:
+            check_live_page(browser, live.page_url)
+            wait_until(lambda: text(browser, "label") == "red", timeout=10)
+            assert text(browser, "score").endswith("%") and "red" in text(browser, "topk")
+            wait_until(lambda: text(browser, "dropped") == "3", timeout=5)
+            assert text(browser, "uptime") == "1 min 15 s"
+            feeder.colour = "blue"
+            wait_until(lambda: text(browser, "label") == "blue", timeout=10)
+            assert text(browser, "conn") == "live"
+            shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "live.png")
+            assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        live.close()
+    wait_until(lambda: text(browser, "conn") == "connection lost", timeout=5)
+
+
+def test_page_says_uncertain_instead_of_a_label(browser, model):
+    from edge.postprocess import Prediction
+    from edge.results import UNCERTAIN, FrameResult
+
+    live = LiveServer("127.0.0.1", 0).start()
+    try:
+        top = (Prediction(0, "red", 0.38),)
+        uncertain = FrameResult(time.time(), 1, UNCERTAIN, reasons=("too dark",), top=top, fps=4.0)
+        live.publish(uncertain, colour_image("red"))
+        browser.get(live.url)
+        wait_until(lambda: text(browser, "label") == "Uncertain", timeout=10)
+        assert text(browser, "reasons") == "too dark" and text(browser, "score") == "\u2013"
+        assert "red" not in text(browser, "topk") and text(browser, "status") == "UNCERTAIN"
+        wait_until(lambda: frame_shown(browser), timeout=10)
+    finally:
+        live.close()
+
+
+def test_page_without_the_token_is_refused(browser):
+    live = LiveServer("127.0.0.1", 0, token="pagetoken").start()
+    try:
+        browser.get(live.url)
+        assert "access token required" in browser.find_element("tag name", "body").text
+    finally:
+        live.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_video(path: Path, colours: list[tuple[str, int]], fps: int = 10) -> Path:
+    """An MJPEG .avi of solid-colour frames: [(colour, seconds), ...]."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
+    i = 0
+    for colour, seconds in colours:
+        for _ in range(seconds * fps):
+            writer.write(cv2.cvtColor(colour_image(colour, seed=i), cv2.COLOR_RGB2BGR))
+            i += 1
+    writer.release()
+    return path
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def test_edge_run_serves_the_live_page(browser, bundle_dir, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    video = write_video(tmp_path / "lesions.avi", [("red", 5), ("green", 10)])  # played at 10 fps
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "edge", "run", "--model", str(bundle_dir), "--source", str(video),
+           "--http", f"127.0.0.1:{port}", "--token", "e2e", "--duration", "30", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: proc.poll() is not None or http_get(base + "/healthz")[0] == 200, timeout=20)
+        assert proc.poll() is None, proc.communicate()[1]
+        check_live_page(browser, f"{base}/?token=e2e")
+        wait_until(lambda: text(browser, "label") == "red", timeout=5)
+        wait_until(lambda: text(browser, "label") == "green", timeout=12)
+
+        code, body = http_get(f"{base}/api/stats?token=e2e")
+        assert code == 200 and json.loads(body)["frames"]["processed"] > 0
+        code, body = http_get(f"{base}/metrics?token=e2e")
+        samples = {s.name: s.value for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+        assert samples["edge_frames_processed_total"] > 10 and "edge_frames_dropped_total" in samples
+        assert samples['edge_invoke_seconds_count'] > 10
+        assert http_get(base + "/api/latest")[0] == 401
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+        _, err = proc.communicate()
+        assert f"live page: {base}/?token=e2e" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
