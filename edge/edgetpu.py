@@ -46,13 +46,13 @@ def parse_device(device: str | None) -> str | None:
 def load_edgetpu_delegate(load_delegate: Any, device: str | None = None) -> Any:
     """Load the Edge TPU delegate through the runtime's ``load_delegate``; diagnose failures."""
     library = delegate_library()
+    if _library_missing(library):  # checked first: the runtime's own failure path prints a traceback
+        raise DelegateError(f"No Edge TPU runtime: {library} is not installed.", INSTALL_HINT)
     options = {"device": device} if device else {}
     try:
         return load_delegate(library, options)
     except (ValueError, OSError, RuntimeError) as e:
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if _library_missing(library):
-            raise DelegateError(f"No Edge TPU runtime: {library} is not installed.", INSTALL_HINT) from None
         which = f" {device}" if device else ""
         raise DelegateError(
             f"{library} is installed but no Edge TPU{which} could be opened ({detail}).",

@@ -72,7 +72,7 @@ def test_delegate_options_and_missing_library():
 
     with pytest.raises(DelegateError, match="not installed"):
         edgetpu.load_edgetpu_delegate(fake_load_delegate, "usb:1")
-    assert calls == [("libedgetpu.so.1", {"device": "usb:1"})]
+    assert calls == []  # never handed to the runtime when the library is absent
 
 
 def test_library_present_but_no_device(monkeypatch):
@@ -83,3 +83,11 @@ def test_library_present_but_no_device(monkeypatch):
 
     with pytest.raises(DelegateError, match="no Edge TPU pci:0 could be opened"):
         edgetpu.load_edgetpu_delegate(fake_load_delegate, "pci:0")
+
+
+def test_delegate_options_passed_to_the_runtime(monkeypatch):
+    monkeypatch.setattr(edgetpu, "_library_missing", lambda library: False)
+    calls = []
+    assert edgetpu.load_edgetpu_delegate(lambda lib, opts: calls.append((lib, opts)) or "delegate", "usb:1") == "delegate"
+    assert edgetpu.load_edgetpu_delegate(lambda lib, opts: calls.append((lib, opts)) or "delegate") == "delegate"
+    assert calls == [("libedgetpu.so.1", {"device": "usb:1"}), ("libedgetpu.so.1", {})]

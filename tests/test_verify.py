@@ -1,0 +1,139 @@
+"""`edge verify`: the bundle's golden inputs run here must reproduce the stored int8 outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from test_quantize import build_quantized, one_line_error
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def quantized(keras_model, tmp_path_factory):
+    return build_quantized(keras_model, tmp_path_factory)
+
+
+@pytest.fixture()
+def bundle(quantized, tmp_path) -> Path:
+    dest = tmp_path / "bundle"
+    shutil.copytree(quantized["bundle"], dest)
+    return dest
+
+
+def verify_cli(*args):
+    from edge.cli import app
+
+    return runner.invoke(app, ["verify", *map(str, args)])
+
+
+def rewrite_golden_outputs(bundle: Path, change) -> None:  # noqa: ANN001
+    """Change the stored outputs and record the new checksum, as a bundle from another runtime would be."""
+    from edge.bundle import sha256_file
+
+    path = bundle / "golden_outputs.npy"
+    outputs = np.load(path)
+    np.save(path, change(outputs.copy()), allow_pickle=False)
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["golden"]["outputs"]["sha256"] = sha256_file(path)
+    (bundle / "model.json").write_text(json.dumps(meta))
+
+
+def test_good_bundle_passes_on_the_cpu(quantized):
+    result = verify_cli("--model", quantized["bundle"], "--device", "cpu", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.stdout and "exact" in result.stdout
+    assert result.stdout.count("yes") == 8
+
+
+def test_json_report(quantized):
+    from edge.verify import verify_bundle
+
+    report = verify_bundle(quantized["bundle"], device="cpu")
+    assert report.passed and report.device == "cpu" and report.tolerance_steps == 0
+    assert len(report.samples) == 8 and all(s.max_abs_diff == 0 for s in report.samples)
+    assert {row["file"] for row in report.checksums} >= {"model.tflite", "model_float.tflite"}
+    result = verify_cli("--model", quantized["bundle"], "--device", "cpu", "--json")
+    assert json.loads(result.stdout)["passed"] is True
+
+
+def test_one_step_off_fails_on_the_cpu(bundle):
+    def nudge(outputs):
+        outputs[3, 0] = outputs[3, 0] + 1 if outputs[3, 0] < 255 else outputs[3, 0] - 1
+        return outputs
+
+    rewrite_golden_outputs(bundle, nudge)
+    result = verify_cli("--model", bundle, "--device", "cpu")
+    assert result.exit_code == 1
+    assert "1 of 8 golden outputs differ from the reference (largest difference 1 quantization steps" in result.stderr
+    assert "NO" in result.stdout and "FAILED" in result.stdout and "Traceback" not in result.output
+
+
+def test_changed_top1_fails(bundle):
+    rewrite_golden_outputs(bundle, lambda o: o[:, ::-1].copy())
+    result = verify_cli("--model", bundle, "--device", "cpu")
+    assert result.exit_code == 1 and "top-1 changed on" in result.stderr
+
+
+@pytest.mark.parametrize("victim", ["golden_outputs.npy", "golden_inputs.npy", "model.tflite", "model_float.tflite"])
+def test_checksum_mismatch_fails_without_running(bundle, victim):
+    data = bytearray((bundle / victim).read_bytes())
+    data[-1] ^= 0xFF
+    (bundle / victim).write_bytes(bytes(data))
+    result = verify_cli("--model", bundle, "--device", "cpu")
+    assert result.exit_code == 1
+    assert f"checksum mismatch for {victim}" in result.stderr and "Traceback" not in result.output
+
+
+def test_missing_golden_file(bundle):
+    (bundle / "golden_inputs.npy").unlink()
+    result = verify_cli("--model", bundle, "--device", "cpu")
+    assert result.exit_code == 1 and "golden_inputs.npy is missing" in result.stderr
+
+
+def test_bundle_without_golden_data_is_one_line(bundle):
+    meta = json.loads((bundle / "model.json").read_text())
+    del meta["golden"]
+    (bundle / "model.json").write_text(json.dumps(meta))
+    line = one_line_error(verify_cli("--model", bundle, "--device", "cpu"))
+    assert "no golden inputs" in line and "train quantize" in line
+
+
+def test_edgetpu_without_libedgetpu_is_a_one_line_diagnosis(quantized):
+    from edge.edgetpu import _library_missing, delegate_library
+
+    if not _library_missing(delegate_library()):
+        pytest.skip("this machine has the Edge TPU runtime")
+    line = one_line_error(verify_cli("--model", quantized["bundle"], "--device", "edgetpu"))
+    assert "libedgetpu.so.1" in line and "apt-get install libedgetpu1-std" in line
+
+
+def test_tolerance_on_the_edge_tpu():
+    from edge.verify import compare_outputs
+
+    expected = np.array([[10, 200, 30, 16], [100, 103, 20, 32]], np.uint8)
+    close = np.array([[12, 198, 30, 16], [101, 102, 20, 32]], np.uint8)
+    assert [c.ok for c in compare_outputs(expected, close, 2)] == [True, True]
+    assert [c.ok for c in compare_outputs(expected, close, 0)] == [False, False]  # the CPU rule: exact
+    far = np.array([[13, 200, 30, 16], [102, 101, 20, 32]], np.uint8)  # 3 steps; top-1 flipped in 2 steps
+    checks = compare_outputs(expected, far, 2)
+    assert [c.max_abs_diff for c in checks] == [3, 2] and [c.ok for c in checks] == [False, False]
+    assert (checks[1].expected_top1, checks[1].actual_top1) == (1, 0)
+
+
+def test_verify_never_imports_tensorflow(quantized):
+    code = ("import sys; from typer.testing import CliRunner; from edge.cli import app; "
+            f"r = CliRunner().invoke(app, ['verify', '--model', {str(quantized['bundle'])!r}, '--device', 'cpu']); "
+            "assert r.exit_code == 0, r.output; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
+            "assert not bad, bad; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
