@@ -526,7 +526,7 @@ def make_sample_video(
             shot = min(int(t * len(shots)), len(shots) - 1)
             local = t * len(shots) - shot
             frame = _frame(shots[shot], moves[shot], min(local, 1.0), size).astype(np.float32)
-            sigma = 5 * _bump(t, blur_at, 0.08) + 3 * _bump(t, 0.62, 0.05)
+            sigma = 10 * _bump(t, blur_at, 0.08) + 6 * _bump(t, 0.62, 0.05)
             dark, bright = _bump(t, dark_at, 0.1), _bump(t, bright_at, 0.08)
             frame = _blur(frame, sigma * min(size) / 480) * (1 - 0.75 * dark) * (1 + bright) + 45 * bright
             frame += (2 + 6 * dark) * noise[i % len(noise)]

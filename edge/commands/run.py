@@ -1,0 +1,95 @@
+"""``edge run``: classify a camera, video, stream or image folder continuously (the device daemon)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperCommand
+
+from edge.commands._common import DeviceOpt, LabelsOpt, ModelOpt, handles_errors
+
+DEFAULT_CAMERA = "auto"
+
+
+def camera_without_value(args: list[str]) -> list[str]:
+    """``--camera`` alone (last, or before another option) means ``--camera auto``."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--":
+            return out + args[i + 1:]
+        if arg == "--camera" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(DEFAULT_CAMERA)
+    return out
+
+
+class _RunCommand(TyperCommand):
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        return super().parse_args(ctx, camera_without_value(list(args)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", cls=_RunCommand)(run)
+
+
+@handles_errors
+def run(
+    model: ModelOpt = None,  # type: ignore[assignment]
+    camera: Annotated[str | None, typer.Option(
+        "--camera", show_default=False, metavar="[N|picamera2]",
+        help="Read a camera: alone, picamera2 on a Raspberry Pi when present, else OpenCV camera 0; "
+             "N for OpenCV (V4L2) camera N; picamera2 to insist on it.")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", show_default=False,
+        help="A video file, an image folder or glob, a single image, or a stream URL (rtsp://, http://).")] = None,
+    device: DeviceOpt = None,  # type: ignore[assignment]
+    threads: Annotated[int | None, typer.Option(
+        "--threads", "-t", min=1, show_default=False,
+        help="CPU threads for the interpreter \\[default: all cores but one, left to capture].")] = None,
+    labels: LabelsOpt = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, show_default=False,
+                                              help="Classes per result \\[default: 3].")] = None,
+    smoothing: Annotated[float | None, typer.Option(
+        "--smoothing", show_default=False,
+        help="Low-pass factor for the class probabilities over frames, in (0, 1]; 1 = off \\[default: 0.4].")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", show_default=False,
+        help="Smoothed top score below this gives \"uncertain\" \\[default: 0.5].")] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, show_default=False,
+                                                   help="Stop after this many results.")] = None,
+    duration: Annotated[float | None, typer.Option("--duration", show_default=False,
+                                                   help="Stop after this many seconds.")] = None,
+    jsonl: Annotated[Path | None, typer.Option("--jsonl", show_default=False, dir_okay=False,
+                                               help="Append one JSON object per result to this file.")] = None,
+    http: Annotated[str | None, typer.Option(
+        "--http", show_default=False, metavar="HOST:PORT",
+        help="Serve the live page, /api/latest, /api/stats, /healthz and /metrics (e.g. 127.0.0.1:8080; "
+             "0.0.0.0:8080 for the local network, with --token).")] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="SKIN_EDGE_TOKEN", show_default=False,
+                                              help="Access token the live page requires.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", show_default=False, dir_okay=False,
+        help="TOML config \\[default: /etc/skin-edge/edge.toml when it exists]; flags override it.")] = None,
+    realtime: Annotated[bool | None, typer.Option(
+        "--realtime/--no-realtime", show_default=False,
+        help="Play a video file at its frame rate like a camera, dropping frames inference misses "
+             "[default], or process every frame as fast as possible.")] = None,
+    quiet: Annotated[bool | None, typer.Option("--quiet", "-q", show_default=False,
+                                               help="No live line on the terminal.")] = None,
+) -> None:
+    """Classify frames continuously: the live line, JSON lines, a live web page, systemd notify.
+
+    Every label is for research and education, not a medical diagnosis. SIGTERM or Ctrl-C stops
+    cleanly (exit 0); a camera or stream that stays lost exits 1 after the reconnect attempts.
+    """
+    from edge.config import load_config, with_overrides  # noqa: PLC0415
+    from edge.daemon import run_daemon  # noqa: PLC0415
+
+    cfg = with_overrides(
+        load_config(config), model=str(model) if model else None, camera=camera, source=source,
+        device=device, threads=threads, labels=str(labels) if labels else None, top_k=top_k,
+        smoothing=smoothing, threshold=threshold, max_frames=max_frames, duration=duration,
+        jsonl=str(jsonl) if jsonl else None, http=http, token=token, realtime=realtime, quiet=quiet)
+    run_daemon(cfg)

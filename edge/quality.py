@@ -1,0 +1,89 @@
+"""Is a frame good enough to be labelled? Cheap, pure measures of focus and exposure.
+
+The sharpness of an in-focus frame depends on what it shows (hair and pigment network give
+hundreds, smooth skin about ten), so ``min_sharpness`` is a floor that only clearly defocused or
+motion-blurred frames fall under; tune it for a camera with the ``quality`` figures that every
+result carries (docs/run.md).
+
+Sharpness is the variance of the Laplacian of a downscaled grey image (a sharp image has strong
+edges; blur removes them). Brightness is the mean luminance, 0..255. Both are computed on a copy
+at most ``WORK_WIDTH`` pixels wide, so the check costs well under a millisecond and does not
+depend on the camera's resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+WORK_WIDTH = 160
+
+TOO_BLURRY = "too blurry"
+TOO_DARK = "too dark"
+TOO_BRIGHT = "too bright"
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Limits of an acceptable frame. Set a limit to 0 (or 255 for ``max_brightness``) to disable it."""
+
+    min_sharpness: float = 8.0  # camera grain alone gives about 5; in-focus skin 10 to 1000
+    min_brightness: float = 60.0  # about half what auto-exposure aims for
+    max_brightness: float = 215.0
+
+
+@dataclass(frozen=True)
+class Quality:
+    sharpness: float
+    brightness: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"sharpness": self.sharpness, "brightness": self.brightness}
+
+
+def _small_grey(rgb: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # one channel first: a third of the resizing work
+    h, w = grey.shape
+    if w > WORK_WIDTH:
+        grey = cv2.resize(grey, (WORK_WIDTH, max(1, round(h * WORK_WIDTH / w))), interpolation=cv2.INTER_AREA)
+    return grey
+
+
+def sharpness(rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of the downscaled grey image (higher is sharper)."""
+    return _sharpness(_small_grey(rgb))
+
+
+def brightness(rgb: np.ndarray) -> float:
+    """Mean luminance (ITU-R BT.601 weights), 0..255."""
+    return float(_small_grey(rgb).mean())
+
+
+def _sharpness(grey: np.ndarray) -> float:
+    _, std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))
+    return float(std[0, 0]) ** 2
+
+
+def measure(rgb: np.ndarray) -> Quality:
+    """Both measures from one downscaled grey copy."""
+    grey = _small_grey(rgb)
+    return Quality(sharpness=_sharpness(grey), brightness=float(grey.mean()))
+
+
+def reasons_for(q: Quality, limits: QualityThresholds = QualityThresholds()) -> list[str]:
+    """Why a frame with these measures must not be labelled (empty when it is fine)."""
+    reasons = []
+    if q.brightness < limits.min_brightness:
+        reasons.append(TOO_DARK)
+    elif q.brightness > limits.max_brightness:
+        reasons.append(TOO_BRIGHT)
+    if q.sharpness < limits.min_sharpness:
+        reasons.append(TOO_BLURRY)
+    return reasons
+
+
+def gate(rgb: np.ndarray, limits: QualityThresholds = QualityThresholds()) -> list[str]:
+    """The reasons ("too blurry", "too dark", "too bright") this frame fails the gate; empty if it passes."""
+    return reasons_for(measure(rgb), limits)

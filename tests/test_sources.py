@@ -1,0 +1,421 @@
+"""Frame sources and capture: real video files, image folders, an HTTP stream, a Picamera2 stand-in."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import colour_image
+from edge import picam
+from edge.capture import Capture, Mailbox, Reconnect
+from edge.errors import ImageError, SourceError
+from edge.sources import (ImageFolderSource, OpenCVCameraSource, StreamSource, VideoFileSource, make_source,
+                          open_source)
+
+RED, BLUE = colour_image("red", (48, 64)), colour_image("blue", (48, 64))
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """RGB frames -> an MP4 file (mp4v), as a camera recording would be."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture()
+def video(tmp_path) -> Path:
+    return write_video(tmp_path / "clip.mp4", [RED, BLUE] * 6, fps=10.0)
+
+
+def read_all(source) -> list[np.ndarray]:
+    frames = []
+    with source:
+        while (f := source.read()) is not None:
+            frames.append(f)
+    return frames
+
+
+# ---------------------------------------------------------------- video files
+
+
+def test_video_file_frames_are_rgb_in_order_and_end_normally(video):
+    src = VideoFileSource(video)
+    frames = read_all(src)
+    assert len(frames) == 12 and src.finite and src.rate == pytest.approx(10.0)
+    assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in frames)
+    means = [f.reshape(-1, 3).mean(0) for f in frames]
+    assert all(m[0] > 150 > m[2] for m in means[0::2])  # red first: R channel high
+    assert all(m[2] > 150 > m[0] for m in means[1::2])
+
+
+def test_not_a_video_is_one_line_source_error(tmp_path):
+    bogus = tmp_path / "notes.mp4"
+    bogus.write_text("not a video")
+    with pytest.raises(SourceError, match="not a video OpenCV can read") as e:
+        VideoFileSource(bogus).open()
+    assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- folders and globs
+
+
+@pytest.fixture()
+def folder(tmp_path) -> Path:
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i, name in enumerate(["red", "green", "blue"]):
+        cv2.imwrite(str(d / f"{i}_{name}.jpg"), cv2.cvtColor(colour_image(name), cv2.COLOR_RGB2BGR))
+    good = (d / "0_red.jpg").read_bytes()
+    (d / "1b_broken.jpg").write_bytes(good[: len(good) // 2])  # truncated JPEG
+    (d / "readme.txt").write_text("not an image")
+    return d
+
+
+def test_image_folder_bad_file_fails_alone(folder):
+    src = ImageFolderSource(folder)
+    assert [p.name for p in src.files] == ["0_red.jpg", "1_green.jpg", "1b_broken.jpg", "2_blue.jpg"]
+    src.open()
+    assert src.read()[..., 0].mean() > 150
+    assert src.read()[..., 1].mean() > 150
+    with pytest.raises(ImageError, match="1b_broken.jpg: truncated JPEG"):
+        src.read()
+    assert src.read()[..., 2].mean() > 150  # the folder goes on after the bad file
+    assert src.read() is None
+
+
+def test_glob_selects_files(folder):
+    src = make_source(str(folder / "*_b*.jpg"))
+    assert isinstance(src, ImageFolderSource)
+    assert [p.name for p in src.files] == ["1b_broken.jpg", "2_blue.jpg"]
+
+
+def test_make_source_picks_the_kind(folder, video, tmp_path):
+    assert isinstance(make_source(folder), ImageFolderSource)
+    assert isinstance(make_source(folder / "0_red.jpg"), ImageFolderSource)
+    assert isinstance(make_source(str(video)), VideoFileSource)
+    assert isinstance(make_source("rtsp://cam.local:554/stream"), StreamSource)
+    with pytest.raises(SourceError, match="camera 97: /dev/video97 does not exist"):
+        make_source(camera="97")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no images found"):
+        make_source(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("spec", ["missing/video.mp4", "/dev/video97"])
+def test_missing_source_is_one_line(spec):
+    with pytest.raises(SourceError) as e:
+        open_source(spec)
+    assert spec in str(e.value) and "\n" not in str(e.value)
+
+
+def test_stream_name_hides_credentials():
+    assert StreamSource("rtsp://admin:secret@10.0.0.5/live").name == "rtsp://***@10.0.0.5/live"
+
+
+# ---------------------------------------------------------------- a real network stream
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture()
+def http_video(video):
+    handler = functools.partial(_QuietHandler, directory=str(video.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}/{video.name}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_stream_reads_frames(http_video):
+    _, url = http_video
+    src = make_source(url)
+    assert isinstance(src, StreamSource) and not src.finite
+    frames = read_all(src)
+    assert len(frames) == 12 and frames[0][..., 0].mean() > 150
+
+
+class MJPEGCamera:
+    """An IP camera's HTTP stream (multipart JPEG, as most of them serve), until stop() unplugs it."""
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 30.0) -> None:
+        jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in frames]
+        unplugged = self.unplugged = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                while not unplugged.is_set():
+                    jpg = jpegs[i % len(jpegs)]
+                    try:
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                                         % len(jpg) + jpg + b"\r\n")
+                    except OSError:
+                        return
+                    i += 1
+                    time.sleep(1 / fps)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.unplugged.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def mjpeg_camera():
+    cam = MJPEGCamera([RED, BLUE])
+    yield cam
+    cam.stop()
+
+
+def test_mjpeg_stream_that_ends_is_reconnected_then_given_up(mjpeg_camera):
+    logs: list[str] = []
+    cap = Capture(StreamSource(mjpeg_camera.url, timeout_ms=1000),
+                  reconnect=Reconnect(delay=0.01, max_delay=0.02, attempts=2), log=logs.append)
+    cap.start()
+    frames = [cap.take(2.0) for _ in range(3)]
+    assert all(f is not None and f.image.shape == (48, 64, 3) for f in frames)
+    mjpeg_camera.stop()  # the camera is unplugged
+    while cap.take(2.0) is not None:
+        pass
+    assert cap.join(10) and cap.finished
+    assert isinstance(cap.error, SourceError) and "gave up after 2 reconnect attempts" in str(cap.error)
+    assert sum("reconnecting" in m for m in logs) == 2
+
+
+def test_stream_that_cannot_be_opened_is_an_error_at_start(http_video):
+    server, url = http_video
+    server.shutdown()
+    server.server_close()
+    with pytest.raises(SourceError, match="cannot open the stream"):
+        Capture(StreamSource(url, timeout_ms=1000)).start()
+
+
+# ---------------------------------------------------------------- picamera2 through a stand-in
+
+
+class StandInPicamera2:
+    """The part of picamera2.Picamera2 the adapter uses; frames in picamera2's "RGB888" (B, G, R) order."""
+
+    instances: list["StandInPicamera2"] = []
+
+    def __init__(self, camera_num: int = 0) -> None:
+        self.camera_num = camera_num
+        self.calls: list[str] = []
+        self.config: dict | None = None
+        StandInPicamera2.instances.append(self)
+
+    @staticmethod
+    def global_camera_info() -> list[dict]:
+        return [{"Model": "imx708", "Num": 0}]
+
+    def create_video_configuration(self, main: dict, **kw) -> dict:
+        self.calls.append("create_video_configuration")
+        return {"main": dict(main), "controls": {"FrameDurationLimits": (33333, 33333)}}
+
+    def configure(self, config: dict) -> None:
+        self.calls.append("configure")
+        self.config = config
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def capture_array(self, name: str = "main") -> np.ndarray:
+        w, h = self.config["main"]["size"]
+        bgr = np.zeros((h, w, 3), np.uint8)
+        bgr[..., 2] = 200  # red, in B, G, R byte order
+        bgr[..., 0] = 10
+        return bgr
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+@pytest.fixture()
+def stand_in(monkeypatch):
+    StandInPicamera2.instances.clear()
+    monkeypatch.setattr(picam, "load_picamera2", lambda: StandInPicamera2)
+    return StandInPicamera2
+
+
+def test_picamera2_delivers_rgb_at_the_model_size(stand_in):
+    src = make_source(camera="auto", model_size=(48, 40))
+    assert isinstance(src, picam.PiCameraSource)
+    with src:
+        frame = src.read()
+        cam = stand_in.instances[-1]
+        assert cam.config["main"] == {"size": (48, 40), "format": "RGB888"}
+        assert src.rate == pytest.approx(30.0, rel=1e-3)
+    assert frame.shape == (40, 48, 3) and frame.flags.c_contiguous
+    assert frame[0, 0].tolist() == [200, 0, 10]  # R, G, B
+    assert cam.calls == ["create_video_configuration", "configure", "start", "stop", "close"]
+
+
+def test_picamera2_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import picamera2 -> ImportError
+    assert not picam.has_camera()
+    if Path("/dev/video0").exists():
+        assert isinstance(make_source(camera="auto"), OpenCVCameraSource)
+    else:
+        with pytest.raises(SourceError, match="no libcamera camera through picamera2, and /dev/video0 does not"):
+            make_source(camera="auto")
+    with pytest.raises(SourceError) as e:
+        make_source(camera="picamera2").open()
+    msg = str(e.value)
+    assert "not on PyPI" in msg and "libcamera" in msg and "sudo apt install python3-picamera2" in msg
+    assert "--system-site-packages" in msg and "\n" not in msg
+
+
+def test_unknown_camera_word():
+    with pytest.raises(SourceError, match="unknown camera"):
+        make_source(camera="webcam")
+
+
+def test_opencv_camera_that_cannot_be_opened(tmp_path):
+    fake = tmp_path / "video0"  # a device node path that is not a camera
+    fake.write_bytes(b"")
+    with pytest.raises(SourceError, match="cannot open the camera") as e:
+        OpenCVCameraSource(str(fake)).open()
+    assert "'video' group" in str(e.value)
+
+
+# ---------------------------------------------------------------- capture
+
+
+class SyntheticCamera:
+    """A live source producing numbered frames as fast as asked; reads can be made to fail."""
+
+    finite = False
+    rate = None
+    name = "synthetic camera"
+
+    def __init__(self, fail_after: int | None = None, reopen_fails: bool = True) -> None:
+        self.n = 0
+        self.fail_after = fail_after
+        self.reopen_fails = reopen_fails
+        self.opens = self.closes = 0
+
+    def open(self) -> None:
+        if self.opens and self.reopen_fails:
+            raise SourceError("camera gone")
+        if self.opens:
+            self.fail_after = None  # it came back for good
+        self.opens += 1
+
+    def read(self):
+        if self.fail_after is not None and self.n >= self.fail_after:
+            return None  # the camera stopped delivering
+        self.n += 1
+        time.sleep(0.002)
+        return np.full((16, 16, 3), self.n % 256, np.uint8)
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_capture_hands_over_the_newest_frame_and_counts_drops():
+    cam = SyntheticCamera()
+    cap = Capture(cam)
+    cap.start()
+    taken = []
+    for _ in range(5):
+        time.sleep(0.03)  # inference slower than the camera
+        taken.append(cap.take(1.0))
+    cap.stop()
+    assert cap.join(2)
+    indexes = [f.index for f in taken]
+    assert indexes == sorted(indexes) and min(np.diff(indexes)) > 1  # frames in between were dropped
+    assert cap.dropped > 0 and cap.dropped + len(taken) <= cap.captured
+    assert cam.closes == 1  # the thread released the camera
+
+
+def test_capture_of_a_folder_loses_nothing(folder):
+    cap = Capture(ImageFolderSource(folder))
+    cap.start()
+    frames = []
+    while not cap.finished:
+        f = cap.take(0.5)
+        if f is not None:
+            frames.append(f)
+            time.sleep(0.01)
+    assert [f.index for f in frames] == [0, 1, 2, 3] and cap.dropped == 0
+    assert [f.error is not None for f in frames] == [False, False, True, False]
+    assert cap.error is None
+
+
+def test_realtime_video_is_paced_at_its_frame_rate(tmp_path):
+    video = write_video(tmp_path / "v.mp4", [RED] * 10, fps=40.0)
+    cap = Capture(VideoFileSource(video), realtime=True)
+    t0 = time.perf_counter()
+    cap.start()
+    while not cap.finished:
+        cap.take(0.5)
+    assert time.perf_counter() - t0 >= 9 / 40.0 * 0.9  # not faster than the file's rate
+
+
+def test_camera_that_disappears_is_reconnected_then_given_up():
+    logs: list[str] = []
+    cap = Capture(SyntheticCamera(fail_after=3), reconnect=Reconnect(delay=0.01, max_delay=0.04, attempts=3),
+                  log=logs.append)
+    cap.start()
+    frames = [f for f in iter(lambda: cap.take(0.2), None)]
+    assert cap.join(5) and cap.finished
+    assert len(frames) >= 1 and cap.captured == 3
+    assert isinstance(cap.error, SourceError) and "gave up after 3 reconnect attempts" in str(cap.error)
+    assert [m.split("(attempt ")[1] for m in logs] == ["1/3)", "2/3)", "3/3)"]
+
+
+def test_camera_that_comes_back_is_used_again():
+    cam = SyntheticCamera(fail_after=2, reopen_fails=False)
+    cap = Capture(cam, reconnect=Reconnect(delay=0.01), log=lambda m: None)
+    cap.start()
+    deadline = time.time() + 5
+    while cam.n < 10 and time.time() < deadline:
+        cap.take(0.1)
+    cap.stop()
+    assert cap.join(2)
+    assert cap.reconnects == 1 and cam.n >= 10 and cap.error is None
+
+
+def test_lossless_mailbox_waits_for_the_consumer():
+    box, stop = Mailbox(lossless=True), threading.Event()
+    from edge.capture import Frame
+
+    assert box.put(Frame(0, None, 0.0, 0.0), stop) is False
+    t = threading.Thread(target=lambda: box.put(Frame(1, None, 0.0, 0.0), stop))
+    t.start()
+    time.sleep(0.05)
+    assert t.is_alive()  # blocked until frame 0 is taken
+    assert box.take(0.1).index == 0
+    t.join(1)
+    assert box.take(0.1).index == 1
