@@ -18,24 +18,18 @@ figure is the median over rounds of the per-round p50.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from model_cache import build_in_child, parser, random_calibration, to_tflite
 
 HW = (224, 224)
 FRAME_HW = (480, 640)
 NAMES = {"float": "mobilenet_v2_1.0_224_float.tflite", "int8": "mobilenet_v2_1.0_224_int8.tflite"}
-
-
-def default_cache() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "skin-edge" / "bench_edge"
 
 
 # ---------------------------------------------------------------- building (child process, TensorFlow)
@@ -44,44 +38,25 @@ def default_cache() -> Path:
 def build(cache: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((*HW, 3))
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)  # raw 0..255 pixels in, as our bundles
     net = keras.applications.MobileNetV2(alpha=1.0, input_shape=(*HW, 3), weights=None, classes=1000)
     model = keras.Model(inp, net(x))
-    rng = np.random.default_rng(0)
-    calib = rng.integers(0, 256, (24, *HW, 3)).astype(np.float32)
-    calib[0, 0, 0], calib[0, 0, 1] = 0.0, 255.0  # the whole 0..255 input range: uint8 scale 1, zero point 0
-
-    def representative():
-        for i in range(len(calib)):
-            yield [calib[i : i + 1]]
+    calib = random_calibration(24, HW)
 
     cache.mkdir(parents=True, exist_ok=True)
     for kind in ("float", "int8"):
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        if kind == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = representative
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = tf.uint8
-            conv.inference_output_type = tf.uint8
         tmp = cache / f".{NAMES[kind]}.tmp"
-        tmp.write_bytes(conv.convert())
+        tmp.write_bytes(to_tflite(model, calib if kind == "int8" else None))
         tmp.replace(cache / NAMES[kind])
 
 
 def ensure_models(cache: Path) -> dict[str, Path]:
     paths = {k: cache / n for k, n in NAMES.items()}
     if not all(p.is_file() for p in paths.values()):
-        print(f"building MobileNetV2 1.0/224 float and int8 into {cache} (once; needs the train extra) ...",
-              flush=True)
-        done = subprocess.run([sys.executable, __file__, "--build", "--cache", str(cache)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"building the models failed:\n{done.stderr[-3000:]}")
+        build_in_child(__file__, cache, "MobileNetV2 1.0/224 float and int8")
     return paths
 
 
@@ -128,20 +103,19 @@ def prepare_p50(path: Path, runs: int) -> tuple[float, str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=default_cache())
+    ap = parser(__doc__.splitlines()[0], "bench_edge")
     ap.add_argument("--runs", type=int, default=300, help="timed invokes per measurement")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds; figures are medians over them")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--json", type=Path, help="also write the figures here")
-    ap.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build:
         build(args.cache)
         return 0
     paths = ensure_models(args.cache)
 
-    from edge.benchmark import bench_model, machine_info
+    from edge.benchmark import bench_model
+    from edge.machine import machine_info
 
     machine = machine_info()
     v = machine.versions

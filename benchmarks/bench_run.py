@@ -22,7 +22,6 @@ input (pixel scaling inside the model, as our bundles) and cached as bundles.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -34,16 +33,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from model_cache import build_in_child, parser, random_calibration, to_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 MODELS = {"mobilenet_v2_1.0_224": (1.0, 224), "mobilenet_v2_0.35_96": (0.35, 96)}
 FRAME_HW = (480, 640)
-
-
-def default_cache() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "skin-edge" / "bench_run"
 
 
 # ---------------------------------------------------------------- building (child process, TensorFlow)
@@ -52,7 +47,6 @@ def default_cache() -> Path:
 def build(cache: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
     from edge.bundle import write_bundle
 
@@ -64,22 +58,9 @@ def build(cache: Path) -> None:
                                               include_top=False, pooling="avg")
         out = keras.layers.Dense(len(LABELS), activation="softmax")(base(x))
         model = keras.Model(inp, out)
-        calib = np.random.default_rng(0).integers(0, 256, (16, side, side, 3)).astype(np.float32)
-        calib[0, 0, 0], calib[0, 0, 1] = 0.0, 255.0
-
-        def representative():
-            for i in range(len(calib)):
-                yield [calib[i : i + 1]]
-
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.uint8
-        conv.inference_output_type = tf.uint8
         with tempfile.TemporaryDirectory() as tmp:
             tfl = Path(tmp) / "model.tflite"
-            tfl.write_bytes(conv.convert())
+            tfl.write_bytes(to_tflite(model, random_calibration(16, (side, side))))
             write_bundle(cache / name, model=tfl, labels=LABELS, name=name, force=True,
                          extra={"provenance": {"source": "benchmarks/bench_run.py, random weights"}})
 
@@ -87,11 +68,7 @@ def build(cache: Path) -> None:
 def ensure_bundles(cache: Path) -> dict[str, Path]:
     paths = {name: cache / name for name in MODELS}
     if not all((p / "model.tflite").is_file() for p in paths.values()):
-        print(f"building MobileNetV2 int8 bundles into {cache} (once; needs the train extra) ...", flush=True)
-        done = subprocess.run([sys.executable, __file__, "--build", "--cache", str(cache)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"building the models failed:\n{done.stderr[-3000:]}")
+        build_in_child(__file__, cache, "MobileNetV2 int8 bundles")
     return paths
 
 
@@ -289,13 +266,11 @@ def first_result(bundle: Path, video: Path, tmp: Path, runs: int = 5) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=default_cache())
+    ap = parser(__doc__.splitlines()[0], "bench_run")
     ap.add_argument("--frames", type=int, default=10000, help="frames for the memory test")
     ap.add_argument("--threads", type=int, default=None, help="interpreter threads [edge run's default]")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the throughput cases (median reported)")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build:
         build(args.cache)

@@ -42,8 +42,13 @@ def read_text(path: Path) -> str | None:
         return None
 
 
+def board_model(roots: Roots) -> str | None:
+    """The board's name from the device tree (/proc/device-tree/model), e.g. on a Raspberry Pi."""
+    return read_text(roots.sys / "firmware/devicetree/base/model") or None
+
+
 def is_raspberry_pi(roots: Roots) -> bool:
-    return "Raspberry Pi" in (read_text(roots.sys / "firmware/devicetree/base/model") or "")
+    return "Raspberry Pi" in (board_model(roots) or "")
 
 
 def list_libcamera_cameras(timeout: float = 20.0) -> tuple[str | None, list[dict[str, str]], str | None]:
@@ -112,9 +117,14 @@ def can_open(st: os.stat_result, uid: int, gids: set[int]) -> bool:
     return st.st_mode & 0o006 == 0o006
 
 
+def cpu_governor(roots: Roots, cpu: str = "cpu0") -> str | None:
+    """The cpufreq scaling governor of one CPU; None where there is no cpufreq."""
+    return read_text(roots.sys / "devices/system/cpu" / cpu / "cpufreq/scaling_governor") or None
+
+
 def cpu_governors(roots: Roots) -> list[str]:
-    files = (roots.sys / "devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor")
-    return sorted({g for g in (read_text(p) for p in files) if g})
+    cpus = (roots.sys / "devices/system/cpu").glob("cpu[0-9]*")
+    return sorted({g for g in (cpu_governor(roots, d.name) for d in cpus) if g})
 
 
 def temperature_c(roots: Roots) -> float | None:

@@ -3,8 +3,8 @@
 A :class:`LiveServer` is a result sink. ``publish`` only stores the newest result and frame and
 updates the metrics; JPEG encoding happens in the threads of connected viewers, at most
 ``max_stream_fps`` times a second, so the inference thread never waits for the network.
-Only the standard library serves HTTP; ``prometheus_client`` renders /metrics from a private
-registry.
+Only the standard library serves HTTP. The frame is drawn by :mod:`edge.annotate`; /metrics
+comes from the private registry of :mod:`edge.telemetry`.
 """
 
 from __future__ import annotations
@@ -26,138 +26,22 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge import DISCLAIMER
+from edge.annotate import annotate, drawable
 from edge.errors import ConfigError
-from edge.results import ERROR, OK, UNCERTAIN, FrameResult
+from edge.results import OK, UNCERTAIN, FrameResult
+from edge.telemetry import ServerMetrics
 
 log = logging.getLogger(__name__)
 
 BOUNDARY = "frame"
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-SHORT_DISCLAIMER = "Not a medical diagnosis"
-LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
-# /metrics counters read from the pipeline's stats at scrape time: name -> (path in the stats dict, help)
-STATS_COUNTERS = {
-    "edge_frames_captured": (("frames", "captured"), "Frames delivered by the source."),
-    "edge_frames_processed": (("frames", "processed"), "Frames run through the pipeline."),
-    "edge_frames_dropped": (("frames", "dropped"), "Frames replaced by a newer one before inference."),
-    "edge_frame_errors": (("frames", "errors"), "Frames that could not be processed."),
-    "edge_source_reconnects": (("reconnects",), "Times the camera or stream was reopened."),
-}
 # Each image is followed at once by the next part's boundary and headers: browsers show an image
 # only when the next part begins, so this shows it now rather than one frame late.
 _PART_HEAD = f"\r\n--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
 _TOKEN_RE = re.compile(r"token=[^&\s]*")
-_COLOURS = {OK: (90, 200, 60), UNCERTAIN: (0, 180, 255), ERROR: (60, 60, 230)}  # BGR
-
-
-# ---------------------------------------------------------------- drawing
-
-def annotate(frame: np.ndarray, result: FrameResult | None) -> np.ndarray:
-    """The RGB frame as BGR with the result, FPS and a short disclaimer drawn on it."""
-    img = frame if frame.dtype == np.uint8 else np.clip(frame, 0, 255).astype(np.uint8)
-    img = img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img
-    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2BGR)
-    h, w = img.shape[:2]
-    width = min(max(w, 480), 960)  # enlarge small frames so the text stays legible, shrink big ones
-    if width != w:
-        size = (width, max(1, round(h * width / w)))
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if w > width else cv2.INTER_LINEAR)
-    h, w = img.shape[:2]
-    scale = w / 720
-    line = max(14, round(40 * scale))
-    _band(img, 0, int(line * 2.3))
-    _band(img, h - int(line * 1.2), h)
-    status = result.status if result else "waiting"
-    colour = _COLOURS.get(status, (230, 230, 230))
-    _text(img, headline(result), (int(line * 0.4), int(line * 1.0)), 1.1 * scale, colour, w)
-    if result is not None:
-        detail = f"{result.fps:.1f} fps   {result.latency_ms:.0f} ms   frame {result.frame_index}"
-        _text(img, detail, (int(line * 0.4), int(line * 1.95)), 0.75 * scale, (235, 235, 235), w)
-    _text(img, SHORT_DISCLAIMER, (int(line * 0.4), h - int(line * 0.35)), 0.75 * scale, (255, 255, 255), w)
-    return img
-
-
-def headline(result: FrameResult | None) -> str:
-    """The one line shown for a result: the label and score only when the status is ok."""
-    if result is None:
-        return "waiting for the first result"
-    if result.label is not None:
-        return f"{result.label}  {result.top[0].score:.0%}"
-    reasons = ", ".join(result.reasons) or ("low confidence" if result.status == UNCERTAIN else "no result")
-    return f"{result.status}: {reasons}"
-
-
-def _band(img: np.ndarray, y0: int, y1: int) -> None:
-    region = img[max(0, y0):max(0, y1)]
-    region[:] = (region * 0.35).astype(np.uint8)
-
-
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour: tuple, width: int) -> None:
-    text = text.encode("ascii", "replace").decode()
-    thickness = max(1, round(scale * 2))
-    room = width - 2 * org[0]
-    while len(text) > 4 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] > room:
-        text = text[:-4] + "..."
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
-
-
-# ---------------------------------------------------------------- metrics
-
-class _Metrics:
-    """Prometheus series of one server, in their own registry."""
-
-    def __init__(self, read_stats: Callable[[], dict], published: Callable[[], int]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.invoke = Histogram("edge_invoke_seconds", "Model invoke time per frame.",
-                                buckets=LATENCY_BUCKETS_S, registry=r)
-        self.latency = Histogram("edge_frame_latency_seconds", "Frame capture to result ready.",
-                                 buckets=LATENCY_BUCKETS_S, registry=r)
-        self.status = Counter("edge_results", "Results by status.", ["status"], registry=r)
-        self.labels = Counter("edge_label_results", "Results shown with a label, by label.", ["label"], registry=r)
-        self.fps = Gauge("edge_fps", "Current results per second.", registry=r)
-        self.last = Gauge("edge_last_result_timestamp_seconds", "Unix time of the last result.", registry=r)
-        self.clients = Gauge("edge_stream_clients", "Connected MJPEG viewers.", registry=r)
-        for s in (OK, UNCERTAIN, ERROR):
-            self.status.labels(s)
-        r.register(_StatsCollector(read_stats, published))
-        ProcessCollector(registry=r)  # memory, CPU time, open files of this process (Linux)
-
-    def observe(self, result: FrameResult) -> None:
-        self.status.labels(result.status).inc()
-        if result.status != ERROR:
-            self.invoke.observe(result.times.invoke_ms / 1000)
-            self.latency.observe(result.latency_ms / 1000)
-        if result.label is not None:
-            self.labels.labels(result.label).inc()
-        self.fps.set(result.fps)
-        self.last.set(result.timestamp)
-
-
-class _StatsCollector:
-    """Counters owned by the pipeline, read from its stats callable at scrape time."""
-
-    def __init__(self, read_stats: Callable[[], dict], published: Callable[[], int]) -> None:
-        self._read, self._published = read_stats, published
-
-    def describe(self) -> list:
-        return []
-
-    def collect(self):
-        stats = self._read()
-        for name, (path, doc) in STATS_COUNTERS.items():
-            value: Any = stats
-            for key in path:
-                value = value.get(key) if isinstance(value, dict) else None
-            if value is None and name == "edge_frames_processed":
-                value = self._published()
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                yield CounterMetricFamily(name, doc, value=float(value))
 
 
 # ---------------------------------------------------------------- server
@@ -188,7 +72,7 @@ class LiveServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._static = _load_static(self.token)
-        self.metrics = _Metrics(self._pipeline_stats, lambda: self._seq)
+        self.metrics = ServerMetrics(self._pipeline_stats, lambda: self._seq)
 
     # -- lifecycle
     def start(self) -> "LiveServer":
@@ -239,7 +123,7 @@ class LiveServer:
         """Keep the newest result (and RGB frame); never blocks on viewers or encoding."""
         with self._cond:
             self._result = result
-            if _drawable(frame):
+            if drawable(frame):
                 self._frame = frame
             self._seq += 1
             if result.status in (OK, UNCERTAIN):
@@ -349,12 +233,6 @@ def _lan_address() -> str:
             return probe.getsockname()[0]
         except OSError:
             return socket.gethostname()
-
-
-def _drawable(frame: np.ndarray | None) -> bool:
-    """An image the live view can draw: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), not empty."""
-    return (isinstance(frame, np.ndarray) and frame.size > 0 and
-            (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))))
 
 
 def _load_static(token: str | None) -> dict[str, tuple[bytes, str]]:

@@ -289,7 +289,7 @@ def test_latency_stats_order():
 
 
 def test_cpu_model_and_machine_warnings():
-    from edge.benchmark import cpu_model, machine_warnings
+    from edge.machine import cpu_model, machine_warnings
 
     pi = "processor\t: 0\nBogoMIPS\t: 108.00\n\nHardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
     assert cpu_model(pi) == "Raspberry Pi 4 Model B Rev 1.4"

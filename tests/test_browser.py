@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import colour_image
-from test_server import Feeder, wait_until
+from helpers import Feeder, wait_until
 
 from edge import DISCLAIMER
 from edge.model import load_model

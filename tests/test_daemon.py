@@ -19,7 +19,7 @@ import pytest
 
 from conftest import colour_image
 from edge.config import ConfigError, RunConfig, load_config, with_overrides
-from test_sources import MJPEGCamera, write_video
+from helpers import MJPEGCamera, drain, notify_listener, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 JSONL_KEYS = {"timestamp", "frame", "status", "reasons", "label", "score", "top_k", "raw_top_k", "times_ms",
@@ -192,21 +192,8 @@ def test_port_in_use_is_one_line(bundle_dir, long_video):
 
 @pytest.fixture()
 def notify_socket(tmp_path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = tmp_path / "notify.sock"
-    sock.bind(str(path))
-    sock.settimeout(0.2)
-    yield sock, str(path)
-    sock.close()
-
-
-def received(sock) -> list[str]:
-    messages = []
-    try:
-        while True:
-            messages.append(sock.recv(4096).decode())
-    except socket.timeout:
-        return messages
+    with notify_listener(tmp_path / "notify.sock") as listener:
+        yield listener
 
 
 def test_sigterm_stops_cleanly_within_2s(bundle_dir, long_video, tmp_path, notify_socket):
@@ -237,7 +224,7 @@ def test_sigterm_stops_cleanly_within_2s(bundle_dir, long_video, tmp_path, notif
     assert text.endswith("\n") and 5 <= len(rows) < 150  # flushed, and stopped before the end
     run._reader.join(2)
     assert any(line.startswith("stopped: ") for line in run.lines)
-    messages = received(sock)
+    messages = drain(sock)
     assert messages[0].startswith("READY=1") and messages[-1].startswith("STOPPING=1")
 
 
@@ -246,7 +233,7 @@ def test_notify_ready_watchdog_status_on_a_real_socket(bundle_dir, long_video, n
     done = edge_run("--model", str(bundle_dir), "--source", str(long_video), "--max-frames", "12",
                     env=edge_env(NOTIFY_SOCKET=path, WATCHDOG_USEC="100000"))
     assert done.returncode == 0, done.stderr
-    messages = received(sock)
+    messages = drain(sock)
     fields = [f for m in messages for f in m.split("\n")]
     assert messages[0].split("\n")[0] == "READY=1" and fields.count("READY=1") == 1
     assert fields.count("WATCHDOG=1") >= 3  # 12 frames at 30 fps, one ping per 50 ms at most

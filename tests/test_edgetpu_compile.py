@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from test_quantize import CALIBRATION_SIZE, build_quantized, one_line_error
+from helpers import CALIBRATION_SIZE, build_quantized, one_line_error
 
 runner = CliRunner()
 

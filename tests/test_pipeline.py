@@ -24,7 +24,7 @@ from edge.results import ERROR, OK, UNCERTAIN, FrameResult
 from edge.sinks import JsonlSink, TerminalSink, status_line
 from edge.smoothing import Smoother
 from edge.sources import VideoFileSource
-from test_sources import write_video
+from helpers import drain, notify_listener, write_video
 
 
 @pytest.fixture(scope="module")
@@ -314,22 +314,8 @@ def test_terminal_line_in_place_on_a_tty_and_silent_otherwise():
 
 @pytest.fixture()
 def notify_socket(tmp_path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = tmp_path / "notify.sock"
-    sock.bind(str(path))
-    sock.settimeout(1.0)
-    yield sock, str(path)
-    sock.close()
-
-
-def _drain(sock) -> list[str]:
-    out = []
-    sock.settimeout(0.2)
-    try:
-        while True:
-            out.append(sock.recv(4096).decode())
-    except socket.timeout:
-        return out
+    with notify_listener(tmp_path / "notify.sock") as listener:
+        yield listener
 
 
 def test_notify_sink_ready_watchdog_status_stopping(notify_socket):
@@ -338,17 +324,17 @@ def test_notify_sink_ready_watchdog_status_stopping(notify_socket):
     assert notifier.watchdog_interval == pytest.approx(0.1)
     sink = NotifySink(notifier, status_interval=10)
     sink.publish(_result(ERROR, reasons=("bad",)), None)  # no inference: nothing sent
-    assert _drain(sock) == []
+    assert drain(sock) == []
     sink.publish(_result(), None)
     sink.publish(_result(), None)  # within the watchdog interval: nothing
-    first = _drain(sock)
+    first = drain(sock)
     assert len(first) == 1
     assert first[0].split("\n")[:2] == ["READY=1", "WATCHDOG=1"] and "STATUS=running: 9.5 fps" in first[0]
     time.sleep(0.12)
     sink.publish(_result(UNCERTAIN, reasons=("too dark",)), None)
-    assert _drain(sock) == ["WATCHDOG=1"]
+    assert drain(sock) == ["WATCHDOG=1"]
     sink.close()
-    assert _drain(sock)[0].startswith("STOPPING=1")
+    assert drain(sock)[0].startswith("STOPPING=1")
 
 
 def test_notify_abstract_socket_and_no_op_without_systemd():

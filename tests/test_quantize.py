@@ -15,57 +15,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import INPUT_HW, LABELS, colour_image
-
-IMAGES_PER_CLASS = 14
-CALIBRATION_SIZE = 24
-_BUILT: dict[str, Path] = {}
+from conftest import INPUT_HW, LABELS
+from helpers import CALIBRATION_SIZE, build_quantized, one_line_error, write_run
 
 runner = CliRunner()
-
-
-def write_dataset(root: Path) -> Path:
-    """Class folders of real JPEGs, one colour per class."""
-    import cv2
-
-    for label, name in enumerate(LABELS):
-        (root / name).mkdir(parents=True)
-        for i in range(IMAGES_PER_CLASS):
-            rgb = colour_image(name, hw=(90 + 2 * i, 120), seed=1000 + 100 * label + i)
-            cv2.imwrite(str(root / name / f"{name}_{i:02d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return root
-
-
-def write_run(run: Path, model, data: Path) -> Path:
-    """A run folder as `train fit` writes it (the files `train quantize` reads)."""
-    from train.datasets import load_dataset, split_by_lesion, write_split_csv
-
-    run.mkdir(parents=True)
-    model.save(run / "model.keras")
-    (run / "labels.txt").write_text("".join(f"{x}\n" for x in LABELS), encoding="utf-8")
-    splits = split_by_lesion(load_dataset(data).records, val_fraction=0.15, test_fraction=0.3, seed=0)
-    write_split_csv(run / "split.csv", splits)
-    info = {"data": str(data.resolve()), "layout": "folders", "image_size": list(INPUT_HW), "alpha": None,
-            "weights": "none", "seed": 0, "labels": list(LABELS), "created": "2024-01-01T00:00:00+00:00",
-            "versions": {}}
-    (run / "run.json").write_text(json.dumps(info), encoding="utf-8")
-    return run
-
-
-def build_quantized(keras_model, tmp_path_factory) -> dict[str, Path]:
-    """Once per test session: dataset, run folder, calibration folder and a quantized bundle."""
-    if not _BUILT:
-        from train.quantize import quantize
-
-        base = tmp_path_factory.mktemp("quantize")
-        data = write_dataset(base / "data")
-        run = write_run(base / "run", keras_model, data)
-        cal = base / "calibration"
-        bundle = base / "models" / "tiny"
-        result = quantize(run, bundle, calibration_size=CALIBRATION_SIZE, calibration_dir=cal)
-        _BUILT.update(base=base, data=data, run=run, calibration=cal, bundle=bundle)
-        _BUILT["result"] = result  # type: ignore[assignment]
-    return dict(_BUILT)
 
 
 @pytest.fixture(scope="session")
@@ -84,14 +37,6 @@ def train_quantize(*args: str):
     from train.cli import app
 
     return runner.invoke(app, ["quantize", *map(str, args)])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 # ---------------------------------------------------------------- the bundle

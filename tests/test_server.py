@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -14,48 +13,15 @@ import cv2
 import numpy as np
 import pytest
 from conftest import colour_image
+from helpers import Feeder, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge import DISCLAIMER
+from edge.annotate import headline
 from edge.errors import ConfigError
 from edge.model import load_model
 from edge.results import ERROR, OK, UNCERTAIN, FrameResult, StageTimes
-from edge.server import LiveServer, headline
-
-
-class Feeder:
-    """Publishes real classifications of solid-colour frames from its own thread, like the pipeline."""
-
-    def __init__(self, sink, model, colour: str = "red", hz: float = 40.0) -> None:
-        self.sink, self.model, self.colour, self.period = sink, model, colour, 1.0 / hz
-        self.count = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "Feeder":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        started = time.perf_counter()
-        while not self._stop.wait(self.period):
-            rgb = colour_image(self.colour, hw=(120, 160), seed=self.count % 7)
-            t0 = time.perf_counter()
-            c = self.model.classify(rgb, k=3)
-            self.count += 1
-            fps = self.count / max(time.perf_counter() - started, 1e-6)
-            times = StageTimes(preprocess_ms=c.preprocess_ms, invoke_ms=c.invoke_ms, postprocess_ms=c.postprocess_ms)
-            result = FrameResult(timestamp=time.time(), frame_index=self.count, status=OK, top=c.top,
-                                 raw_top=c.top, times=times, latency_ms=(time.perf_counter() - t0) * 1000,
-                                 fps=fps, quality={"brightness": float(rgb.mean())})
-            self.sink.publish(result, rgb)
+from edge.server import LiveServer
 
 
 class PipelineStats:
@@ -90,14 +56,6 @@ def get(live: LiveServer, path: str, headers: dict | None = None) -> tuple[int, 
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def result(status: str, reasons: tuple[str, ...] = (), index: int = 1) -> FrameResult:

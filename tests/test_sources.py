@@ -19,19 +19,9 @@ from edge.capture import Capture, Mailbox, Reconnect
 from edge.errors import ImageError, SourceError
 from edge.sources import (ImageFolderSource, OpenCVCameraSource, StreamSource, VideoFileSource, make_source,
                           open_source)
+from helpers import MJPEGCamera, write_video
 
 RED, BLUE = colour_image("red", (48, 64)), colour_image("blue", (48, 64))
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """RGB frames -> an MP4 file (mp4v), as a camera recording would be."""
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    assert writer.isOpened()
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
 
 
 @pytest.fixture()
@@ -149,43 +139,6 @@ def test_http_stream_reads_frames(http_video):
     assert isinstance(src, StreamSource) and not src.finite
     frames = read_all(src)
     assert len(frames) == 12 and frames[0][..., 0].mean() > 150
-
-
-class MJPEGCamera:
-    """An IP camera's HTTP stream (multipart JPEG, as most of them serve), until stop() unplugs it."""
-
-    def __init__(self, frames: list[np.ndarray], fps: float = 30.0) -> None:
-        jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in frames]
-        unplugged = self.unplugged = threading.Event()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                i = 0
-                while not unplugged.is_set():
-                    jpg = jpegs[i % len(jpegs)]
-                    try:
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
-                                         % len(jpg) + jpg + b"\r\n")
-                    except OSError:
-                        return
-                    i += 1
-                    time.sleep(1 / fps)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.unplugged.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from test_quantize import build_quantized, one_line_error
+from helpers import build_quantized, one_line_error
 
 runner = CliRunner()
 

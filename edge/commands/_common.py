@@ -19,7 +19,7 @@ DeviceOpt = Annotated[str, typer.Option(
     "--device", "-d",
     help="auto (Edge TPU when present, else CPU), cpu, edgetpu, or a Coral device: usb, usb:N, pci, pci:N.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", "-t", min=1,
-                                                help="CPU threads for the interpreter [default: all cores].")]
+                                                help="CPU threads for the interpreter \\[default: all cores].")]
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="labels.txt for a bare .tflite model.",
                                                 exists=True, dir_okay=False)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

@@ -11,7 +11,8 @@ import typer
 from edge.commands._common import DeviceOpt, LabelsOpt, ThreadsOpt, fail, handles_errors, note
 
 if TYPE_CHECKING:
-    from edge.benchmark import BenchmarkReport, PipelineReport
+    from edge.bench_pipeline import PipelineReport
+    from edge.benchmark import BenchmarkReport
 
 
 def register(app: typer.Typer) -> None:
@@ -27,12 +28,12 @@ def benchmark(
     threads: ThreadsOpt = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed invokes after the first one.")] = 5,
     runs: Annotated[int | None, typer.Option("--runs", "-n", show_default=False,
-                                             help="Timed invokes per model [default: 100].")] = None,
+                                             help="Timed invokes per model \\[default: 100].")] = None,
     seconds: Annotated[float | None, typer.Option("--seconds", "-s", show_default=False,
                                                   help="Time invokes for this long instead of --runs.")] = None,
     input_image: Annotated[Path | None, typer.Option(
         "--input", show_default=False,
-        help="An image to feed the model [default: random pixels in the input's range].")] = None,
+        help="An image to feed the model \\[default: random pixels in the input's range].")] = None,
     eval_dir: Annotated[Path | None, typer.Option(
         "--eval", show_default=False,
         help="A folder of class sub-folders or a HAM10000-layout folder: adds accuracy, balanced "
@@ -51,10 +52,10 @@ def benchmark(
         help="End to end through the `edge run` pipeline: a video file, image folder, glob or stream URL.")] = None,
     max_frames: Annotated[int | None, typer.Option(
         "--max-frames", show_default=False,
-        help="With --source: stop after this many frames [default: all of a file or folder, 300 live].")] = None,
+        help="With --source: stop after this many frames \\[default: all of a file or folder, 300 live].")] = None,
     realtime: Annotated[bool, typer.Option(
         "--realtime", help="With --source: play a video file at its frame rate, as `edge run` does "
-                           "(frames inference cannot keep up with are dropped) [default: every frame, "
+                           "(frames inference cannot keep up with are dropped) \\[default: every frame, "
                            "as fast as possible].")] = False,
     labels: LabelsOpt = None,
 ) -> None:
@@ -62,27 +63,30 @@ def benchmark(
 
     Figures are comparable only within one run: all models share the machine's state then.
     """
-    from edge import benchmark as bm  # noqa: PLC0415
+    from edge.bench_pipeline import run_pipeline_benchmark  # noqa: PLC0415
+    from edge.bench_targets import parse_variants  # noqa: PLC0415
+    from edge.benchmark import run_benchmark  # noqa: PLC0415
+    from edge.latency_plot import plot_latencies  # noqa: PLC0415
 
     if source is not None:
         unused = [name for name, value in (("--runs", runs), ("--seconds", seconds), ("--input", input_image),
                                            ("--eval", eval_dir), ("--plot", plot)) if value is not None]
         if unused:
             raise fail(f"{', '.join(unused)} measure model latency and do not apply with --source.")
-        report = bm.run_pipeline_benchmark(model, source, variants=bm.parse_variants(variants, all_variants),
-                                           device=device, threads=threads, max_frames=max_frames,
-                                           labels=labels, realtime=realtime, skip_missing=all_variants)
+        report = run_pipeline_benchmark(model, source, variants=parse_variants(variants, all_variants),
+                                        device=device, threads=threads, max_frames=max_frames,
+                                        labels=labels, realtime=realtime, skip_missing=all_variants)
         _finish(report, json_file, render_pipeline_table)
         return
-    chosen = bm.parse_variants(variants, all_variants)
-    report = bm.run_benchmark(model, variants=chosen, device=device, threads=threads, warmup=warmup, runs=runs,
-                              seconds=seconds, input_image=input_image, labels=labels, eval_dir=eval_dir,
-                              skip_missing=all_variants)
+    chosen = parse_variants(variants, all_variants)
+    report = run_benchmark(model, variants=chosen, device=device, threads=threads, warmup=warmup, runs=runs,
+                           seconds=seconds, input_image=input_image, labels=labels, eval_dir=eval_dir,
+                           skip_missing=all_variants)
     for r in report.results:
         for line in r.notes:
             note(f"note: {r.name}: {line}")
     if plot is not None and any(r.measured for r in report.results):
-        note(f"plot: {bm.plot_latencies(report.results, plot)}")
+        note(f"plot: {plot_latencies(report.results, plot)}")
     _finish(report, json_file, render_table)
 
 
@@ -187,7 +191,7 @@ def render_table(report: "BenchmarkReport", stream=None) -> None:  # noqa: ANN00
 def render_pipeline_table(report: "PipelineReport", stream=None) -> None:  # noqa: ANN001
     from rich.table import Table  # noqa: PLC0415
 
-    from edge.benchmark import STAGES  # noqa: PLC0415
+    from edge.bench_pipeline import STAGES  # noqa: PLC0415
 
     console = _console(report, stream or sys.stdout)
     table = Table(caption="stage columns: p50 ms per frame (first frame left out); latency: frame captured "

@@ -75,7 +75,7 @@ def run(
     realtime: Annotated[bool | None, typer.Option(
         "--realtime/--no-realtime", show_default=False,
         help="Play a video file at its frame rate like a camera, dropping frames inference misses "
-             "[default], or process every frame as fast as possible.")] = None,
+             "\\[default], or process every frame as fast as possible.")] = None,
     quiet: Annotated[bool | None, typer.Option("--quiet", "-q", show_default=False,
                                                help="No live line on the terminal.")] = None,
 ) -> None:

@@ -38,7 +38,7 @@ def quantize(
                              ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     data: Annotated[Path | None, typer.Option("--data", help="Dataset root, if it moved since training.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Model name in model.json [default: --out's name].")
+    name: Annotated[str | None, typer.Option("--name", help="Model name in model.json \\[default: --out's name].")
                     ] = None,
 ) -> None:
     """Convert RUN to float32 and full-integer int8 TFLite, check the loss on the test split, write the bundle."""

@@ -1,0 +1,76 @@
+"""The live server's Prometheus metrics (/metrics), in a registry of their own.
+
+Per-result series are updated on publish; the pipeline's own counters (frames captured,
+dropped, ..., reconnects) are read from its stats callable when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily
+
+from edge.results import ERROR, OK, UNCERTAIN, FrameResult
+
+LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+# /metrics counters read from the pipeline's stats at scrape time: name -> (path in the stats dict, help)
+STATS_COUNTERS = {
+    "edge_frames_captured": (("frames", "captured"), "Frames delivered by the source."),
+    "edge_frames_processed": (("frames", "processed"), "Frames run through the pipeline."),
+    "edge_frames_dropped": (("frames", "dropped"), "Frames replaced by a newer one before inference."),
+    "edge_frame_errors": (("frames", "errors"), "Frames that could not be processed."),
+    "edge_source_reconnects": (("reconnects",), "Times the camera or stream was reopened."),
+}
+
+
+class ServerMetrics:
+    """Prometheus series of one server, in their own registry."""
+
+    def __init__(self, read_stats: Callable[[], dict], published: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.invoke = Histogram("edge_invoke_seconds", "Model invoke time per frame.",
+                                buckets=LATENCY_BUCKETS_S, registry=r)
+        self.latency = Histogram("edge_frame_latency_seconds", "Frame capture to result ready.",
+                                 buckets=LATENCY_BUCKETS_S, registry=r)
+        self.status = Counter("edge_results", "Results by status.", ["status"], registry=r)
+        self.labels = Counter("edge_label_results", "Results shown with a label, by label.", ["label"], registry=r)
+        self.fps = Gauge("edge_fps", "Current results per second.", registry=r)
+        self.last = Gauge("edge_last_result_timestamp_seconds", "Unix time of the last result.", registry=r)
+        self.clients = Gauge("edge_stream_clients", "Connected MJPEG viewers.", registry=r)
+        for s in (OK, UNCERTAIN, ERROR):
+            self.status.labels(s)
+        r.register(_StatsCollector(read_stats, published))
+        ProcessCollector(registry=r)  # memory, CPU time, open files of this process (Linux)
+
+    def observe(self, result: FrameResult) -> None:
+        self.status.labels(result.status).inc()
+        if result.status != ERROR:
+            self.invoke.observe(result.times.invoke_ms / 1000)
+            self.latency.observe(result.latency_ms / 1000)
+        if result.label is not None:
+            self.labels.labels(result.label).inc()
+        self.fps.set(result.fps)
+        self.last.set(result.timestamp)
+
+
+class _StatsCollector:
+    """Counters owned by the pipeline, read from its stats callable at scrape time."""
+
+    def __init__(self, read_stats: Callable[[], dict], published: Callable[[], int]) -> None:
+        self._read, self._published = read_stats, published
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        stats = self._read()
+        for name, (path, doc) in STATS_COUNTERS.items():
+            value: Any = stats
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if value is None and name == "edge_frames_processed":
+                value = self._published()
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield CounterMetricFamily(name, doc, value=float(value))
