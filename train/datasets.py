@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from train.errors import TrainError
+
 LABELS: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 """HAM10000 diagnosis codes in canonical label order."""
 
@@ -28,7 +30,7 @@ SPLIT_COLUMNS = ("image_id", "lesion_id", "label", "split")
 _SHOW = 5  # how many example ids an error or warning names
 
 
-class DatasetError(Exception):
+class DatasetError(TrainError):
     """A dataset on disk cannot be used as it is; the message says what to fix."""
 
 
