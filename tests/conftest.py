@@ -124,3 +124,21 @@ def colour_files(tmp_path) -> dict[str, Path]:
         cv2.imwrite(str(p), cv2.cvtColor(colour_image(name, seed=7), cv2.COLOR_RGB2BGR))
         paths[name] = p
     return paths
+
+
+@pytest.fixture(scope="session")
+def quantized(keras_model, tmp_path_factory) -> dict:
+    """A run folder and the bundle `train quantize` made from it (built once per session)."""
+    from helpers import build_quantized
+
+    return build_quantized(keras_model, tmp_path_factory)
+
+
+@pytest.fixture()
+def bundle(quantized, tmp_path) -> Path:
+    """A private copy of the quantized bundle, for tests that change it."""
+    import shutil
+
+    dest = tmp_path / "bundle"
+    shutil.copytree(quantized["bundle"], dest)
+    return dest

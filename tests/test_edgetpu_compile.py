@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from helpers import CALIBRATION_SIZE, build_quantized, one_line_error
+from helpers import CALIBRATION_SIZE, one_line_error
 
 runner = CliRunner()
 
@@ -146,18 +145,6 @@ CONV_2D                        62         Mapped to Edge TPU
 Compilation child process completed within timeout period.
 Compilation succeeded!
 """
-
-
-@pytest.fixture(scope="session")
-def quantized(keras_model, tmp_path_factory):
-    return build_quantized(keras_model, tmp_path_factory)
-
-
-@pytest.fixture()
-def bundle(quantized, tmp_path) -> Path:
-    dest = tmp_path / "bundle"
-    shutil.copytree(quantized["bundle"], dest)
-    return dest
 
 
 @pytest.fixture()

@@ -16,14 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import INPUT_HW, LABELS
-from helpers import CALIBRATION_SIZE, build_quantized, one_line_error, write_run
+from helpers import CALIBRATION_SIZE, one_line_error, write_run
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def quantized(keras_model, tmp_path_factory) -> dict:
-    return build_quantized(keras_model, tmp_path_factory)
 
 
 @pytest.fixture()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,21 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from helpers import build_quantized, one_line_error
+from helpers import one_line_error
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def quantized(keras_model, tmp_path_factory):
-    return build_quantized(keras_model, tmp_path_factory)
-
-
-@pytest.fixture()
-def bundle(quantized, tmp_path) -> Path:
-    dest = tmp_path / "bundle"
-    shutil.copytree(quantized["bundle"], dest)
-    return dest
 
 
 def verify_cli(*args):
