@@ -9,7 +9,8 @@ class EdgeError(Exception):
     def __init__(self, message: str, hint: str | None = None) -> None:
         self.message = message
         self.hint = hint
-        super().__init__(message if not hint else f"{message} {hint}")
+        sep = " " if message.rstrip().endswith((".", "!", "?", ":")) else ". "
+        super().__init__(message if not hint else f"{message}{sep}{hint}")
 
 
 class ModelError(EdgeError):
