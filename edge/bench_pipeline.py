@@ -18,7 +18,7 @@ from edge.bench_targets import Target, expand_targets, measure_each
 from edge.benchmark import LatencyStats, Outcome, Report, rounded
 from edge.errors import ConfigError, SourceError
 from edge.machine import MachineInfo, machine_info
-from edge.model import load_model
+from edge.model import load_model, parse_device_option
 from edge.runtime import get_runtime
 
 STAGES = ("capture", "quality", "preprocess", "invoke", "postprocess")
@@ -119,6 +119,7 @@ def run_pipeline_benchmark(models: Sequence[Path], source: str, *, variants: Seq
         raise ConfigError("No model to benchmark.", "Pass --model at least once.")
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1 (got {max_frames}).")
+    parse_device_option(device)  # an unknown --device fails once, not once per model
     from edge.sources import make_source  # noqa: PLC0415
 
     make_source(source)  # a path that does not exist fails once here, not once per model

@@ -23,10 +23,10 @@ import numpy as np
 
 from edge.bench_eval import EvalSet, evaluate, load_eval_set
 from edge.bench_targets import Target, expand_targets, measure_each
-from edge.errors import ConfigError, EdgeError, ModelError
+from edge.errors import ConfigError, EdgeError, ImageError, ModelError
 from edge.machine import MachineInfo, machine_info, peak_rss_mb, reset_peak_rss
 from edge.metrics import Scores
-from edge.model import Model, load_model
+from edge.model import Model, load_model, parse_device_option
 from edge.runtime import get_runtime
 from edge.tflite_file import read_tflite
 
@@ -206,14 +206,30 @@ def _mac_count(model: Model) -> int:
     return read_tflite(twin).mac_count() if twin else model.graph.mac_count()
 
 
-def _invoke_or_fail(invoke: Any, path: Path) -> Any:
-    def call() -> None:
-        try:
+def _measure_invokes(model: Model, warmup: int, runs: int | None,
+                     seconds: float | None) -> tuple[float, np.ndarray]:
+    """(first invoke ms, timed samples ns) of the bare ``interpreter.invoke``; ModelError if it fails."""
+    invoke = model.interpreter.invoke
+    try:
+        first_ns = time_invokes(invoke, runs=1)[0]
+        for _ in range(warmup):
             invoke()
-        except (RuntimeError, ValueError) as e:
-            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(f"{path}: invoke failed: {detail}") from None
-    return call
+        return first_ns / 1e6, time_invokes(invoke, runs, seconds)
+    except (RuntimeError, ValueError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{model.path}: invoke failed: {detail}") from None
+
+
+def _input_tensor(model: Model, image: Path | np.ndarray | None) -> np.ndarray:
+    """Random pixels, or ``image`` (a file or RGB array) prepared as ``edge classify`` does."""
+    if image is None:
+        return random_input(model)
+    from edge.image import load_image  # noqa: PLC0415
+
+    try:
+        return model.prepare(load_image(image) if isinstance(image, (str, Path)) else image)
+    except ImageError as e:
+        raise ImageError(f"--input: {e.message}", e.hint) from None
 
 
 def bench_model(path: str | Path, *, device: str = "auto", threads: int | None = None,
@@ -229,18 +245,8 @@ def bench_model(path: str | Path, *, device: str = "auto", threads: int | None =
     t0 = time.perf_counter_ns()
     model = load_model(path, device=device, threads=threads, labels=labels)
     init_ms = (time.perf_counter_ns() - t0) / 1e6
-    if input_image is None:
-        tensor = random_input(model)
-    else:
-        from edge.image import load_image  # noqa: PLC0415
-
-        tensor = model.prepare(load_image(input_image) if isinstance(input_image, (str, Path)) else input_image)
-    model.interpreter.set_tensor(model.spec.input.index, tensor)
-    invoke = _invoke_or_fail(model.interpreter.invoke, model.path)
-    first_invoke_ms = time_invokes(invoke, runs=1)[0] / 1e6
-    for _ in range(warmup):
-        invoke()
-    samples = time_invokes(invoke, runs, seconds)
+    model.interpreter.set_tensor(model.spec.input.index, _input_tensor(model, input_image))
+    first_invoke_ms, samples = _measure_invokes(model, warmup, runs, seconds)
     rss = peak_rss_mb()
     accuracy, error = None, None
     if eval_set is not None:
@@ -268,6 +274,7 @@ def run_benchmark(models: Sequence[Path], *, variants: Sequence[str] | None = No
     check_plan(runs, seconds, warmup)
     if not models:
         raise ConfigError("No model to benchmark.", "Pass --model at least once.")
+    parse_device_option(device)  # an unknown --device fails once, not once per model
     rgb = None
     if input_image is not None:
         from edge.image import load_image  # noqa: PLC0415

@@ -134,11 +134,13 @@ def open_bundle(path: str | Path, *, labels: str | Path | None = None, verify: b
     if root is None:
         return Bundle(model_path=model_path, labels=read_labels(Path(labels)) if labels else None)
     meta = _read_meta(root)
-    bundle_labels = read_labels(Path(labels) if labels else root / LABELS_FILE)
+    labels_path = Path(labels) if labels else root / LABELS_FILE
+    bundle_labels = read_labels(labels_path)
     declared = meta.get("num_classes", len(meta.get("labels") or bundle_labels))
     if len(bundle_labels) != int(declared):
-        raise BundleError(f"{root / LABELS_FILE} has {len(bundle_labels)} labels but {META_FILE} "
-                          f"declares {declared}.", "Copy the bundle again.")
+        raise BundleError(f"{labels_path} has {len(bundle_labels)} labels but {META_FILE} "
+                          f"declares {declared}.",
+                          "Use the bundle's own labels.txt." if labels else "Copy the bundle again.")
     bundle = Bundle(model_path=model_path, root=root, labels=bundle_labels, meta=meta)
     if verify:
         verify_checksums(bundle, only=model_path)

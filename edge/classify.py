@@ -38,9 +38,13 @@ def classify_files(model: Model, paths: Iterable[Path], *, k: int = 3) -> Iterat
     for path in paths:
         t0 = time.perf_counter_ns()
         try:
-            rgb = load_image(path)
+            rgb = load_image(path)  # its errors name the file
         except ImageError as e:
             yield FileResult(Path(path), error=str(e))
             continue
-        result = model.classify(rgb, k)
+        try:
+            result = model.classify(rgb, k)
+        except ImageError as e:  # decoded, but unfit for the model (e.g. too small to crop)
+            yield FileResult(Path(path), error=f"{path}: {e}")
+            continue
         yield FileResult(Path(path), result.top, (time.perf_counter_ns() - t0) / 1e6)

@@ -25,11 +25,15 @@ _MAGIC = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"II*\x00": "TIF
 
 def image_size(data: bytes) -> tuple[int, int, str]:
     """(width, height, format) from the header only, without decoding the pixels."""
+    import warnings  # noqa: PLC0415
+
     from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.width, im.height, (im.format or "unknown")
+        with warnings.catch_warnings():  # our own pixel limit decides, in one line, not Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return im.width, im.height, (im.format or "unknown")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         fmt = _MAGIC.get(data[:2]) or _MAGIC.get(data[:4])
         if fmt:
@@ -42,9 +46,32 @@ def image_size(data: bytes) -> tuple[int, int, str]:
 
 def _looks_truncated(data: bytes, fmt: str) -> bool:
     if fmt == "JPEG":
-        return b"\xff\xd9" not in data[-4096:]
+        return not _jpeg_has_end(data)
     if fmt == "PNG":
         return b"IEND" not in data[-64:]
+    return False
+
+
+def _jpeg_has_end(data: bytes) -> bool:
+    """True when the image's first scan is followed by an end-of-image marker.
+
+    The marker segments are skipped by their lengths up to the first scan, so an end marker inside
+    them (an EXIF thumbnail) does not count, and data appended after the image (a phone's motion
+    photo video, a gain map) does not make a complete file look truncated.
+    """
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+        elif marker == 0xDA:  # start of scan: entropy-coded data, where 0xFF is always escaped
+            return data.find(b"\xff\xd9", pos) != -1
+        elif 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return False
 
 

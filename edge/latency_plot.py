@@ -74,7 +74,7 @@ def plot_latencies(results: Sequence[ModelBenchmark], path: str | Path) -> Path:
             raise OSError("PNG encoding failed")
         path.write_bytes(png.tobytes())
     except OSError as e:
-        raise EdgeError(f"Cannot write the plot to {path}: {e}.") from None
+        raise EdgeError(f"Cannot write the plot to {path}: {e.strerror or e}.") from None
     return path
 
 

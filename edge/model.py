@@ -39,15 +39,24 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _choose_file(bundle: Bundle, device: str) -> tuple[Path, bool]:
-    """(model file, wants the Edge TPU) for the requested device."""
+def parse_device_option(device: str) -> tuple[str, str | None]:
+    """``--device`` -> (mode auto|cpu|edgetpu, Coral device string or None); DelegateError when unknown."""
+    if device.startswith(("usb", "pci")):
+        return "edgetpu", edgetpu.parse_device(device)
+    if device not in DEVICES:
+        raise DelegateError(f"Unknown device {device!r}.", "Use auto, cpu, edgetpu, usb[:N] or pci[:N].")
+    return device, None
+
+
+def _choose_file(bundle: Bundle, device: str, folder: bool) -> tuple[Path, bool]:
+    """(model file, wants the Edge TPU) for the requested device.
+
+    Only a bundle *folder* picks its file by device (the Edge TPU build under auto/edgetpu when
+    it has one); a file named explicitly is the file that runs.
+    """
     tpu_file = bundle.variant("edgetpu")
-    if bundle.root is not None and bundle.model_path == bundle.root / "model.tflite":
-        if device == "edgetpu":
-            return (tpu_file, True) if tpu_file else (bundle.model_path, True)
-        if device == "auto" and tpu_file:
-            return tpu_file, True
-        return bundle.model_path, False
+    if folder and device in ("auto", "edgetpu") and tpu_file:
+        return tpu_file, True
     return bundle.model_path, device == "edgetpu"
 
 
@@ -106,13 +115,14 @@ class Model:
 
 def load_model(path: str | Path, *, device: str = "auto", threads: int | None = None,
                labels: str | Path | None = None, verify: bool = True) -> Model:
-    """Open a bundle or .tflite, pick the file for the device, build the interpreter once."""
-    if device not in DEVICES and not device.startswith(("usb", "pci")):
-        raise DelegateError(f"Unknown device {device!r}.", "Use auto, cpu, edgetpu, usb[:N] or pci[:N].")
-    tpu_device = edgetpu.parse_device(device) if device.startswith(("usb", "pci")) else None
-    mode = "edgetpu" if tpu_device else device
+    """Open a bundle or .tflite, pick the file for the device, build the interpreter once.
+
+    ``device``: auto (a bundle folder's Edge TPU build on the Edge TPU when both are there, else
+    the CPU, with a note), cpu, edgetpu, or a Coral device string (usb, usb:N, pci, pci:N).
+    """
+    mode, tpu_device = parse_device_option(device)
     bundle = open_bundle(path, labels=labels, verify=False)
-    model_path, wants_tpu = _choose_file(bundle, mode)
+    model_path, wants_tpu = _choose_file(bundle, mode, folder=Path(path).is_dir())
     if bundle.root is not None and verify:
         verify_checksums(bundle, only=model_path)
     graph = read_tflite(model_path)
@@ -137,8 +147,10 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
                 verify_checksums(bundle, only=fallback)
             model_path, graph = fallback, read_tflite(fallback)
         if delegate is not None and not graph.has_edgetpu_op:
+            compiled = bundle.variant("edgetpu")
             notes.append(f"{model_path.name} has no Edge TPU ops: the Edge TPU does nothing for it. "
-                         "Compile it with `train compile-edgetpu`.")
+                         + (f"Pass the bundle folder or {compiled.name} instead." if compiled
+                            else "Compile it with `train compile-edgetpu`."))
     unknown = [op for op in graph.custom_ops if op != "edgetpu-custom-op"]
     if unknown:
         raise ModelError(f"{model_path} uses custom ops that {runtime.name} lacks: {', '.join(unknown)}.",

@@ -225,6 +225,8 @@ def test_input_image_and_plot(tflite_models, colour_files, tmp_path):
 def test_plot_with_nothing_measured(broken_model, tmp_path):
     result = invoke("-m", broken_model, "--plot", tmp_path / "x.png")
     assert result.exit_code == 1 and not (tmp_path / "x.png").exists()
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and str(broken_model) in errors[0]  # the model's failure, not the plot's
 
 
 def test_bad_input_image(tflite_models, tmp_path):
@@ -354,3 +356,58 @@ def test_end_to_end_source_that_cannot_be_opened(tflite_models, tmp_path):
     result = invoke("-m", tflite_models["uint8"], "-m", tflite_models["float"], "--source", not_video)
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert result.exit_code == 1 and len(errors) == 2 and all(str(not_video) in e for e in errors), result.stderr
+
+
+# ---------------------------------------------------------------- refusing early, naming the culprit
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--json", "{missing}/b.json"), "--json {missing}/b.json: the folder {missing} does not exist"),
+    (("--plot", "{missing}/b.png"), "--plot {missing}/b.png: the folder {missing} does not exist"),
+    (("--plot", "{tmp}"), "--plot {tmp} is a folder"),
+])
+def test_unwritable_outputs_refused_before_measuring(tflite_models, tmp_path, monkeypatch, args, needle):
+    from edge import benchmark as bench
+
+    monkeypatch.setattr(bench, "bench_model", lambda *a, **k: pytest.fail("measured before refusing"))
+    fill = {"missing": tmp_path / "no-such-folder", "tmp": tmp_path}
+    result = invoke("-m", tflite_models["float"], *[a.format(**fill) for a in args])
+    err = result.stderr.strip()
+    assert result.exit_code == 1 and err.startswith(f"error: {needle.format(**fill)}") and "\n" not in err, err
+
+
+def test_unknown_device_refused_once_not_per_model(tflite_models):
+    result = invoke("-m", tflite_models["float"], "-m", tflite_models["uint8"], "--device", "gpu")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: Unknown device 'gpu'. Use auto, cpu, edgetpu, usb[:N] or pci[:N]."]
+
+
+def test_input_too_small_names_the_option(tflite_models, tmp_path):
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
+    result = invoke("-m", tflite_models["float"], "--input", tiny, "--runs", 2)
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert result.exit_code == 1 and errors == ["error: tiny_float.tflite: --input: image too small (1x1)"]
+
+
+def test_bundle_int8_row_is_model_tflite_even_with_an_edgetpu_build(fresh_bundle, tmp_path, monkeypatch):
+    """With an Edge TPU build in the bundle, the int8 row still measures model.tflite on the CPU."""
+    from edge import edgetpu
+    from edge.bundle import add_file
+    from edge.errors import DelegateError
+
+    add_file(fresh_bundle, "model_edgetpu.tflite", fresh_bundle / "model.tflite")
+    tried = []
+
+    def no_tpu(load_delegate, device=None):
+        tried.append(device)
+        raise DelegateError("No Edge TPU runtime: libedgetpu.so.1 is not installed.")
+
+    monkeypatch.setattr(edgetpu, "load_edgetpu_delegate", no_tpu)
+    result, data = run_json(tmp_path, "-m", fresh_bundle, "--all-variants", "--runs", 3)
+    assert result.exit_code == 1  # the Edge TPU row fails alone
+    flt, int8, tpu = data["models"]
+    assert Path(int8["model"]).name == "model.tflite" and int8["device"] == "cpu" and int8["error"] is None
+    assert "note:" not in result.stderr  # int8 never tried the Edge TPU, so nothing fell back
+    assert len(tried) == 1 and "libedgetpu" in tpu["error"]

@@ -19,11 +19,12 @@ def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result, needle: str) -> None:
+def assert_one_line_error(result, needle: str) -> str:
     assert result.exit_code == 1, result.output
     err = result.stderr.strip()
     assert err.startswith("error: ") and needle in err, err
     assert "Traceback" not in result.output and len(err.splitlines()) == 1
+    return err
 
 
 def test_help_is_fast_and_light():
@@ -125,3 +126,37 @@ def test_console_script_runs(bundle_dir, colour_files):
     exe = subprocess.run([sys.executable, "-m", "edge", "classify", str(colour_files["yellow"]), "--model",
                           str(bundle_dir)], capture_output=True, text=True)
     assert exe.returncode == 0 and ": yellow" in exe.stdout
+
+
+def test_classify_image_too_small_for_the_model_fails_alone(bundle_dir, colour_files, tmp_path):
+    import cv2
+    import numpy as np
+
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.full((1, 1, 3), 200, np.uint8))  # decodes, but cannot be cropped and resized
+    result = invoke("classify", tiny, colour_files["green"], "--model", bundle_dir)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{colour_files['green']}: green" in result.stdout  # the image after it still ran
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {tiny}: image too small (1x1)"]
+    assert "1 of 2 images failed" in result.stderr
+
+
+def test_classify_shows_the_full_disclaimer(bundle_dir, colour_files):
+    from edge import DISCLAIMER
+
+    result = invoke("classify", colour_files["red"], "--model", bundle_dir, "--json")
+    assert json.loads(result.stdout)["disclaimer"] == DISCLAIMER
+    assert DISCLAIMER in invoke("classify", colour_files["red"], "--model", bundle_dir).stderr
+
+
+def test_info_failures_end_with_one_error_line(fresh_bundle, tflite_models, tmp_path):
+    with open(fresh_bundle / "model_float.tflite", "ab") as f:
+        f.write(b"\0")
+    line = assert_one_line_error(invoke("info", fresh_bundle, "--json"), "checksum mismatch")
+    assert "model_float.tflite" in line and "model.tflite," not in line
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\n")
+    result = invoke("info", tflite_models["uint8"], "--labels", labels)
+    assert "does not load on the CPU" in result.stdout
+    assert_one_line_error(result, "cannot run on this CPU: 2 labels but tiny_uint8.tflite outputs 4 classes")

@@ -143,3 +143,43 @@ def test_missing_and_folder(tmp_path):
         load_image(tmp_path / "nope.jpg")
     with pytest.raises(ImageError, match="folder"):
         load_image(tmp_path)
+
+
+def test_large_image_refused_in_one_line_without_pillow_warning():
+    """100 MP is past both our limit and Pillow's warning threshold: only our error, no warning."""
+    import struct
+    import warnings
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 10000, 10000, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageError, match=r"too large \(10000x10000 = 100 MP, limit 64 MP\)"):
+            decode_image(data)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_jpeg_with_data_after_the_image_is_not_truncated(tmp_path):
+    """Phones append a video (motion photos) or a gain map after the JPEG's end marker."""
+    src = _rgb_pattern()
+    jpeg = _encode(Image.fromarray(src), "JPEG", quality=98)
+    path = tmp_path / "motion.jpg"
+    path.write_bytes(jpeg + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)  # 10 kB of "video"
+    out = load_image(path)
+    assert out.shape == (30, 40, 3) and np.abs(out[5, 5].astype(int) - [200, 20, 10]).max() <= 12
+
+
+def test_truncated_jpeg_with_an_end_marker_in_its_metadata():
+    """An EXIF thumbnail's end marker, before the image's own data, does not hide a truncation."""
+    src = np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    jpeg = _encode(Image.fromarray(src), "JPEG")
+    thumbnail = b"\xff\xd8" + b"\x00" * 64 + b"\xff\xd9"
+    app1 = b"\xff\xe1" + (2 + 6 + len(thumbnail)).to_bytes(2, "big") + b"Exif\x00\x00" + thumbnail
+    with_thumbnail = jpeg[:2] + app1 + jpeg[2:]
+    assert decode_image(with_thumbnail).shape == (120, 160, 3)
+    with pytest.raises(ImageError, match="truncated"):
+        decode_image(with_thumbnail[: len(with_thumbnail) * 2 // 3])

@@ -217,3 +217,22 @@ def test_edge_never_imports_tensorflow(bundle_dir, colour_files):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_file_named_explicitly_is_the_file_that_runs(fresh_bundle, monkeypatch):
+    """Only a bundle folder picks its Edge TPU build; naming model.tflite runs model.tflite."""
+    from edge.bundle import add_file
+
+    add_file(fresh_bundle, "model_edgetpu.tflite", fresh_bundle / "model.tflite")
+    seen = []
+
+    def no_tpu(load_delegate, device=None):
+        seen.append(device)
+        raise DelegateError("No Edge TPU runtime: libedgetpu.so.1 is not installed.")
+
+    monkeypatch.setattr(edgetpu, "load_edgetpu_delegate", no_tpu)
+    explicit = load_model(fresh_bundle / "model.tflite", device="auto")
+    assert explicit.path.name == "model.tflite" and explicit.device == "cpu"
+    assert seen == [] and explicit.notes == ()  # the Edge TPU was never tried, so nothing fell back
+    folder = load_model(fresh_bundle, device="auto")
+    assert seen == [None] and any("running model.tflite on the CPU" in n for n in folder.notes)

@@ -73,10 +73,14 @@ def benchmark(
                                            ("--eval", eval_dir), ("--plot", plot)) if value is not None]
         if unused:
             raise fail(f"{', '.join(unused)} measure model latency and do not apply with --source.")
+    for option, path in (("--json", json_file), ("--plot", plot)):
+        check_output(option, path)  # before minutes of measuring, not after
+    if source is not None:
         report = run_pipeline_benchmark(model, source, variants=parse_variants(variants, all_variants),
                                         device=device, threads=threads, max_frames=max_frames,
                                         labels=labels, realtime=realtime, skip_missing=all_variants)
-        _finish(report, json_file, render_pipeline_table)
+        _show(report, json_file, render_pipeline_table)
+        _exit_status(report)
         return
     chosen = parse_variants(variants, all_variants)
     report = run_benchmark(model, variants=chosen, device=device, threads=threads, warmup=warmup, runs=runs,
@@ -85,19 +89,34 @@ def benchmark(
     for r in report.results:
         for line in r.notes:
             note(f"note: {r.name}: {line}")
+    _show(report, json_file, render_table)
     if plot is not None and any(r.measured for r in report.results):
         note(f"plot: {plot_latencies(report.results, plot)}")
-    _finish(report, json_file, render_table)
+    _exit_status(report)
 
 
-def _finish(report, json_file: Path | None, render) -> None:  # noqa: ANN001
-    """Warnings, the table, the JSON file, one error line per failed model, the exit status."""
+def check_output(option: str, path: Path | None) -> None:
+    """Refuse an output file that could not be written (its folder is missing, or it is a folder)."""
+    if path is None or str(path) == "-":
+        return
+    if path.is_dir():
+        raise fail(f"{option} {path} is a folder; give a file name.")
+    if not path.parent.is_dir():
+        raise fail(f"{option} {path}: the folder {path.parent} does not exist.")
+
+
+def _show(report, json_file: Path | None, render) -> None:  # noqa: ANN001
+    """Warnings, the table, the JSON file."""
     for line in report.machine.warnings:
         note(f"warning: {line}")
     to_stdout = json_file is not None and str(json_file) == "-"
     render(report, stream=sys.stderr if to_stdout else sys.stdout)
     if json_file is not None:
         write_json(report.as_dict(), json_file)
+
+
+def _exit_status(report) -> None:  # noqa: ANN001
+    """One error line per failed model; exit status 1 when any failed."""
     for r in report.results:
         if not r.ok:
             typer.echo(f"error: {r.name}: {r.error}", err=True)
@@ -136,7 +155,7 @@ def _console(report, stream):  # noqa: ANN001, ANN202
     """A rich console on ``stream``, after one line about the machine."""
     from rich.console import Console  # noqa: PLC0415
 
-    console = Console(file=stream, width=None if stream.isatty() else 220, highlight=False)
+    console = Console(file=stream, width=None if stream.isatty() else 240, highlight=False)
     m, v = report.machine, report.machine.versions
     board = f", {m.board}" if m.board else ""
     console.print(f"{m.cpu} ({m.cores} cores{board}), governor {m.governor or 'n/a'}, "
@@ -154,7 +173,8 @@ def render_table(report: "BenchmarkReport", stream=None) -> None:  # noqa: ANN00
                   caption_justify="left")
     for name, justify in (("model", "left"), ("device", "left"), ("threads", "right"), ("runs", "right"),
                           ("init ms", "right"), ("1st ms", "right"), ("mean±std ms", "right"),
-                          ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("inv/s", "right"),
+                          ("min–max ms", "right"), ("p50 ms", "right"), ("p90 ms", "right"),
+                          ("p99 ms", "right"), ("inv/s", "right"),
                           ("GMAC/s", "right"), ("peak RSS MB", "right"), ("size MB", "right"),
                           ("p50 ratio", "right"), ("speed-up", "right")):
         table.add_column(name, justify=justify)
@@ -169,8 +189,8 @@ def render_table(report: "BenchmarkReport", stream=None) -> None:  # noqa: ANN00
         lat = r.latency
         ratio = report.ratios(r)
         row = [r.name, r.device, str(r.threads), str(lat.count), _f(r.init_ms, ".1f"), _ms(r.first_invoke_ms),
-               f"{_ms(lat.mean)}±{_ms(lat.std)}", _ms(lat.p50), _ms(lat.p90), _ms(lat.p99),
-               _f(r.throughput_per_s, ".1f"), _f(r.gmac_per_s), _f(r.peak_rss_mb, ".1f"),
+               f"{_ms(lat.mean)}±{_ms(lat.std)}", f"{_ms(lat.min)}–{_ms(lat.max)}", _ms(lat.p50),
+               _ms(lat.p90), _ms(lat.p99), _f(r.throughput_per_s, ".1f"), _f(r.gmac_per_s), _f(r.peak_rss_mb, ".1f"),
                f"{r.size_bytes / 1e6:.3f}", _ratio(ratio[0] if ratio else None),
                _ratio(ratio[1] if ratio else None) + "x"]
         if report.eval_set is not None:

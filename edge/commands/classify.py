@@ -10,9 +10,6 @@ import typer
 from edge.commands._common import (DeviceOpt, JsonFlag, LabelsOpt, ModelOpt, ThreadsOpt, handles_errors,
                                    note, print_json)
 
-DISCLAIMER_SHORT = "Not a medical diagnosis."
-
-
 def register(app: typer.Typer) -> None:
     app.command("classify")(classify)
 
@@ -28,6 +25,7 @@ def classify(
     json_out: JsonFlag = False,
 ) -> None:
     """Classify each image; a bad image is reported and the others still run (exit 1 if any failed)."""
+    from edge import DISCLAIMER  # noqa: PLC0415
     from edge.classify import classify_files  # noqa: PLC0415
     from edge.model import load_model  # noqa: PLC0415
 
@@ -45,10 +43,10 @@ def classify(
             typer.echo(f"error: {r.error}", err=True)
     if json_out:
         print_json({"model": str(m.path), "runtime": f"{m.runtime.name} {m.runtime.version}",
-                    "device": m.device, "disclaimer": DISCLAIMER_SHORT,
+                    "device": m.device, "disclaimer": DISCLAIMER,
                     "results": [r.as_dict() for r in results]})
     else:
-        note(DISCLAIMER_SHORT)
+        note(DISCLAIMER)
     failed = sum(not r.ok for r in results)
     if failed:
         note(f"{failed} of {len(results)} images failed.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from edge.commands._common import JsonFlag, LabelsOpt, ModelArg, handles_errors, print_json
+from edge.commands._common import JsonFlag, LabelsOpt, ModelArg, fail, handles_errors, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -21,8 +21,12 @@ def info(model: ModelArg, labels: LabelsOpt = None, json_out: JsonFlag = False) 
         print_json(result.as_dict())
     else:
         _render(result)
-    if result.checksums_ok is False or result.loads is False:
-        raise typer.Exit(1)
+    bad = [row["file"] for row in result.checksums if not row["ok"]]
+    if bad:
+        raise fail(f"checksum mismatch or file missing in {result.bundle}: {', '.join(bad)}. "
+                   "The bundle is damaged: copy it again.")
+    if result.loads is False:
+        raise fail(f"cannot run on this CPU: {result.load_error}")
 
 
 def _render(r) -> None:  # noqa: ANN001
