@@ -211,15 +211,17 @@ def default_config_path() -> Path | None:
 
 def load_config(path: str | Path | None = None) -> RunConfig:
     """Read ``path`` (or the default system config, or nothing) into a validated RunConfig."""
+    hint = None
     if path is None:
         path = default_config_path()
         if path is None:
             return RunConfig()
+        hint = "Give another with --config FILE, or none with SKIN_EDGE_CONFIG= (empty)."
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config ({e.strerror}).") from None
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror}).", hint) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file.") from None
     try:

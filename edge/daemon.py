@@ -31,7 +31,7 @@ from edge.sources import make_source
 @dataclass(frozen=True)
 class DaemonRun:
     summary: RunSummary
-    url: str | None  # the live page, when --http was given
+    url: str | None  # the live page (with its token), when --http was given
 
 
 def default_threads() -> int:
@@ -71,6 +71,20 @@ def summary_line(summary: RunSummary) -> str:
             + (f", latency p50 {lat:.0f} ms" if lat is not None else ""))
 
 
+def _stderr_is_tty() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def live_page_line(server: Any, *, show_token: bool) -> str:
+    """The start-up line with the page's address; its token only where ``show_token`` allows."""
+    if not server.token:
+        return f"live page: {server.url}"
+    if show_token:
+        return f"live page: {server.page_url}"
+    return f"live page: {server.url} (open it with ?token=TOKEN; the token is kept out of the log)"
+
+
 def _open_server(cfg: RunConfig, stats: Callable[[], dict]) -> Any:
     from edge.server import LiveServer  # noqa: PLC0415
 
@@ -79,8 +93,12 @@ def _open_server(cfg: RunConfig, stats: Callable[[], dict]) -> Any:
 
 
 def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str], None] | None = None,
-               notifier: Notifier | None = None) -> DaemonRun:
-    """Run until the source ends, a limit is reached or a signal arrives. Raises EdgeError subclasses."""
+               notifier: Notifier | None = None, show_token: bool | None = None) -> DaemonRun:
+    """Run until the source ends, a limit is reached or a signal arrives. Raises EdgeError subclasses.
+
+    ``show_token``: print the live page's address with its access token (default: only when
+    stderr is a terminal, so that the token never reaches the journal or a log file).
+    """
     from edge.model import load_model  # noqa: PLC0415
 
     _check(cfg)
@@ -93,16 +111,21 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str]
         log(line)
     if hasattr(source, "prefer_size"):
         source.prefer_size((model.spec.width, model.spec.height))  # picamera2: the ISP scales for free
-    pipeline = Pipeline(model, source, (), options_from(cfg), log=log)
+    systemd = notifier or Notifier(log=log)
+
+    def log_and_status(message: str) -> None:  # reconnect notices also show in `systemctl status`
+        log(message)
+        systemd.status(message)
+
+    pipeline = Pipeline(model, source, (), options_from(cfg), log=log_and_status)
     pipeline.stats.info.update(runtime=f"{model.runtime.name} {model.runtime.version}", threads=model.threads)
-    notify = NotifySink(notifier or Notifier(log=log), describe=lambda: _status(pipeline))
+    notify = NotifySink(systemd, describe=lambda: _status(pipeline))
     sinks: list[Sink] = []
-    url = None
+    server = None
     try:
         if cfg.http:
             server = _open_server(cfg, pipeline.stats_dict)
             sinks.append(server)
-            url = server.page_url
         sinks.insert(0, TerminalSink(out, quiet=cfg.quiet))
         if cfg.jsonl:
             sinks.append(JsonlSink(cfg.jsonl, fsync=cfg.fsync, log=log))
@@ -110,8 +133,8 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str]
         pipeline.sinks = sinks
         log(f"edge run: {model.path} on {model.device} ({model.runtime.name} {model.runtime.version}, "
             f"{model.threads} thread{'s' if model.threads != 1 else ''}), source {source.name}")
-        if url:
-            log(f"live page: {url}")
+        if server is not None:
+            log(live_page_line(server, show_token=_stderr_is_tty() if show_token is None else show_token))
             host = cfg.listen[0]  # type: ignore[index]
             if not _is_loopback(host) and not cfg.token:
                 log(f"warning: the live page is open to every host that can reach {host}; set --token")
@@ -126,7 +149,7 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str]
             log(summary_line(pipeline.summary))
         raise
     log(summary_line(summary))
-    return DaemonRun(summary, url)
+    return DaemonRun(summary, server.page_url if server is not None else None)
 
 
 def _status(pipeline: Pipeline) -> str:

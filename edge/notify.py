@@ -4,14 +4,15 @@ With ``Type=notify`` systemd sets ``NOTIFY_SOCKET`` (a path, or ``@name`` for an
 socket) and, with ``WatchdogSec=``, ``WATCHDOG_USEC``. We send ``READY=1`` once the model is
 loaded and a first frame went through it, ``WATCHDOG=1`` only after a successful inference (at
 most every half watchdog period), so a hung camera or Edge TPU gets the service restarted,
-``STATUS=`` with the frame rate, and ``STOPPING=1`` on shutdown. Without ``NOTIFY_SOCKET`` every
-call does nothing.
+``STATUS=`` with the frame rate (and the reconnect notices of a lost camera), and
+``STOPPING=1`` on shutdown. Without ``NOTIFY_SOCKET`` every call does nothing.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from typing import Callable, Mapping
 
@@ -39,6 +40,7 @@ class Notifier:
         self.log = log
         self.watchdog_interval = _watchdog_interval(env)
         self._sock: socket.socket | None = None
+        self._lock = threading.Lock()  # the inference and capture threads both send
         self._failed = False
         if raw and self.address is None:
             log(f"NOTIFY_SOCKET={raw} is not a Unix socket address; not notifying systemd")
@@ -51,17 +53,18 @@ class Notifier:
         """Send ``KEY=value`` fields in one datagram; True when it was sent."""
         if self.address is None or not fields:
             return False
-        try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto("\n".join(fields).encode("utf-8"), self.address)
-        except OSError as e:
-            if not self._failed:
-                self.log(f"cannot notify systemd at {self.address.lstrip(chr(0))} ({e.strerror or e})")
-            self._failed = True
-            return False
-        self._failed = False
-        return True
+        with self._lock:
+            try:
+                if self._sock is None:
+                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._sock.sendto("\n".join(fields).encode("utf-8"), self.address)
+            except OSError as e:
+                if not self._failed:
+                    self.log(f"cannot notify systemd at {self.address.lstrip(chr(0))} ({e.strerror or e})")
+                self._failed = True
+                return False
+            self._failed = False
+            return True
 
     def ready(self, status: str | None = None) -> bool:
         return self.send("READY=1", *((f"STATUS={status}",) if status else ()))
@@ -76,9 +79,10 @@ class Notifier:
         return self.send("STOPPING=1", *((f"STATUS={status}",) if status else ()))
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
 
 
 def _watchdog_interval(env: Mapping[str, str]) -> float | None:

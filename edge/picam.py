@@ -40,7 +40,12 @@ def has_camera() -> bool:
     except SourceError:
         return False
     info = getattr(cls, "global_camera_info", None)
-    return bool(info()) if callable(info) else True
+    if not callable(info):
+        return True
+    try:
+        return bool(info())
+    except (RuntimeError, OSError):  # libcamera could not start: treat as no camera, OpenCV is tried next
+        return False
 
 
 def even_size(size: tuple[int, int]) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge.capture import Capture, Frame, Reconnect, log_stderr
-from edge.errors import ImageError
+from edge.errors import EdgeError, ImageError
 from edge.postprocess import top_k
 from edge.quality import Quality, QualityThresholds, measure, reasons_for
 from edge.results import ERROR, OK, UNCERTAIN, FrameResult, Sink, StageTimes
@@ -245,8 +245,8 @@ class Pipeline:
         """Capture and process until the source ends, a limit is reached or :meth:`stop` is called.
 
         Closes the sinks and releases the source on the way out. Raises the capture's
-        SourceError when a camera or stream was lost for good (after the summary is kept in
-        ``self.summary``).
+        SourceError when a camera or stream was lost for good, or the EdgeError of a sink that
+        could not flush its output, after the summary is kept in ``self.summary``.
         """
         opts = self.options
         capture = Capture(self.source, realtime=opts.realtime, reconnect=opts.reconnect, log=self.log,
@@ -280,24 +280,28 @@ class Pipeline:
                 if on_result is not None:
                     on_result(result)
         finally:
-            self._shutdown(capture)
+            close_error = self._shutdown(capture)
         self.summary = RunSummary(reason, self.stats.as_dict(), tuple(results))
         if capture.error is not None:
             raise capture.error
+        if close_error is not None:
+            raise close_error
         return self.summary
 
-    def _shutdown(self, capture: Capture) -> None:
+    def _shutdown(self, capture: Capture) -> EdgeError | None:
+        """Stop capture and close every sink; the first sink's failure to close, if any."""
         capture.stop()
         if not capture.join(1.0):
             self.log(f"{self.source.name}: capture is blocked in the driver; not waiting for it")
-        errors = []
-        for sink in self.sinks:
+        errors: list[EdgeError] = []
+        for sink in self.sinks:  # every sink is closed even when one fails
             try:
                 sink.close()
-            except OSError as e:
+            except EdgeError as e:
                 errors.append(e)
-        if errors:
-            raise errors[0]
+            except OSError as e:
+                errors.append(EdgeError(f"cannot close the {type(sink).__name__} output ({e.strerror or e})."))
+        return errors[0] if errors else None
 
 
 def run_frames(model: Any, source: Source, frames: int | None = None, *,

@@ -149,7 +149,7 @@ class LiveServer:
         age = None if self._result is None else round(time.time() - self._result.timestamp, 3)
         server = {"uptime_s": round(time.monotonic() - self._started, 3), "results_published": self._seq,
                   "stream_clients": clients, "last_result_age_s": age, **self.counts}
-        return {**self._pipeline_stats(), "server": server}
+        return {**self._pipeline_stats(), "server": server, "disclaimer": DISCLAIMER}  # it counts labels
 
     def _pipeline_stats(self) -> dict[str, Any]:
         if self._stats_fn is None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import stat
 import sys
 import time
 from pathlib import Path
@@ -85,6 +87,8 @@ class JsonlSink:
         self._failing = False
         try:
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+            # a pipe or a terminal (--jsonl /dev/stdout) cannot be fsynced, and need not be
+            self._syncable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
             if self.path.is_file() and self.path.stat().st_size > 0 and not _ends_with_newline(self.path):
                 self._file.write("\n")
         except OSError as e:
@@ -96,7 +100,7 @@ class JsonlSink:
         try:
             self._file.write(line)
             self._file.flush()
-            if self.fsync:
+            if self.fsync and self._syncable:
                 os.fsync(self._file.fileno())
         except OSError as e:
             if not self._failing:
@@ -109,13 +113,19 @@ class JsonlSink:
         self.lines += 1
 
     def close(self) -> None:
+        """Flush and fsync; EdgeError (one line) when the results cannot be written out."""
         if self._file.closed:
             return
         try:
             self._file.flush()
-            os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
+            if self._syncable:
+                os.fsync(self._file.fileno())
+        except OSError as e:
+            with contextlib.suppress(OSError):  # the same failure again while closing: reported below
+                self._file.close()
+            raise EdgeError(f"{self.path}: cannot write the last results ({e.strerror or e}).",
+                            "Check the free space and the disk.") from None
+        self._file.close()
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -9,6 +9,7 @@ frame (the next read goes on) and SourceError when the source itself failed. ``f
 from __future__ import annotations
 
 import glob as globmod
+import os
 import re
 import sys
 from pathlib import Path
@@ -21,6 +22,9 @@ from edge.image import IMAGE_SUFFIXES, load_image
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 STREAM_TIMEOUT_MS = 5000  # open and read timeout for network streams
+# FFmpeg's own messages ("moov atom not found", "Connection refused") would come before our
+# one-line error; only fatal ones are kept. Set the variable to 16 (errors) or 48 (debug) to see them.
+FFMPEG_LOGLEVEL, FFMPEG_FATAL = "OPENCV_FFMPEG_LOGLEVEL", "8"
 
 
 @runtime_checkable
@@ -95,6 +99,7 @@ class _OpenCVSource(BaseSource):
 
         self.close()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our message says it better
+        os.environ.setdefault(FFMPEG_LOGLEVEL, FFMPEG_FATAL)  # read when OpenCV first starts FFmpeg
         try:
             cap = self._capture()
         except cv2.error as e:
@@ -247,7 +252,7 @@ def make_source(source: str | Path | None = None, camera: str | int | None = Non
 
     ``source``: a video file, an image folder, a glob, a single image, a stream URL or /dev/videoN.
     ``camera``: "auto" (picamera2 when present on a Pi, else OpenCV camera 0), "picamera2",
-    "opencv" (OpenCV camera 0), or an OpenCV index. ``camera_size`` is the (width, height) to ask
+    "opencv" (OpenCV camera 0), an OpenCV index, or a /dev/videoN path. ``camera_size`` is the (width, height) to ask
     a camera for; without it picamera2 delivers ``model_size`` (the ISP scales for free) and an
     OpenCV camera its default.
     """
@@ -259,9 +264,7 @@ def make_source(source: str | Path | None = None, camera: str | int | None = Non
     if is_stream_url(text):
         return StreamSource(text)
     if text.startswith("/dev/video"):
-        if not Path(text).exists():
-            raise SourceError(f"{text}: no such camera device.", "List the cameras with `edge doctor`.")
-        return OpenCVCameraSource(text, camera_size)
+        return _device_node(text, camera_size)
     if _is_glob(text):
         return ImageFolderSource(text)
     path = Path(text)
@@ -285,6 +288,8 @@ def _camera_source(camera: str | int, size: tuple[int, int] | None,
     if text.isdigit():
         _check_video_node(int(text))
         return OpenCVCameraSource(int(text), size)
+    if text.startswith("/dev/video"):
+        return _device_node(str(camera).strip(), size)
     if text == "opencv":
         _check_video_node(0)
         return OpenCVCameraSource(0, size)
@@ -296,7 +301,13 @@ def _camera_source(camera: str | int, size: tuple[int, int] | None,
         _check_video_node(0, "no libcamera camera through picamera2, and ")
         return OpenCVCameraSource(0, size)
     raise SourceError(f"unknown camera {camera!r}.", "Use --camera alone, --camera N (an OpenCV index), "
-                      "or --camera picamera2.")
+                      "--camera /dev/videoN or --camera picamera2.")
+
+
+def _device_node(path: str, size: tuple[int, int] | None) -> OpenCVCameraSource:
+    if not Path(path).exists():
+        raise SourceError(f"{path}: no such camera device.", "List the cameras with `edge doctor`.")
+    return OpenCVCameraSource(path, size)
 
 
 def _check_video_node(index: int, before: str = "") -> None:

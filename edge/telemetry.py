@@ -35,7 +35,7 @@ class ServerMetrics:
         self.latency = Histogram("edge_frame_latency_seconds", "Frame capture to result ready.",
                                  buckets=LATENCY_BUCKETS_S, registry=r)
         self.status = Counter("edge_results", "Results by status.", ["status"], registry=r)
-        self.labels = Counter("edge_label_results", "Results shown with a label, by label.", ["label"], registry=r)
+        self.labels = Counter("edge_label_results", "Results shown with a label, by label (not a medical diagnosis).", ["label"], registry=r)
         self.fps = Gauge("edge_fps", "Current results per second.", registry=r)
         self.last = Gauge("edge_last_result_timestamp_seconds", "Unix time of the last result.", registry=r)
         self.clients = Gauge("edge_stream_clients", "Connected MJPEG viewers.", registry=r)

@@ -201,7 +201,7 @@ def test_edge_run_serves_the_live_page(browser, bundle_dir, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
         _, err = proc.communicate()
-        assert f"live page: {base}/?token=e2e" in err
+        assert f"live page: {base}/ (open it with ?token=TOKEN" in err and "e2e" not in err  # not a terminal
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -57,9 +57,14 @@ def test_config_errors_name_the_key(tmp_path, text, message):
     assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
 
 
-def test_unreadable_config(tmp_path):
+def test_unreadable_config(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="cannot read the config"):
         load_config(tmp_path / "missing.toml")
+    monkeypatch.setenv("SKIN_EDGE_CONFIG", "/proc/self/mem")  # a file whose reading fails, even for root
+    with pytest.raises(ConfigError) as e:
+        load_config()
+    assert str(e.value) == ("/proc/self/mem: cannot read the config (Input/output error). "
+                            "Give another with --config FILE, or none with SKIN_EDGE_CONFIG= (empty).")
 
 
 def test_flags_override_the_config(tmp_path, monkeypatch):
@@ -165,20 +170,36 @@ def test_run_over_a_folder_writes_json_lines(bundle_dir, tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_json_lines_to_a_pipe(bundle_dir, long_video, tmp_path):
+    cfg = write(tmp_path / "edge.toml", "fsync = true\n")  # a pipe cannot be fsynced: it is not tried
+    done = edge_run("--model", str(bundle_dir), "--source", str(long_video), "--max-frames", "3",
+                    "--jsonl", "/dev/stdout", "--config", str(cfg))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["frame"] for r in rows] == [0, 1, 2] and all(set(r) == JSONL_KEYS for r in rows)
+    assert "error:" not in done.stderr and "cannot write" not in done.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--source", "no/such/video.mp4"], "error: no/such/video.mp4: no such file or folder."),
+    (["--source", "{notvideo}"], "error: {notvideo}: not a video OpenCV can read."),
     (["--camera", "picamera2"], "error: picamera2 is not installed: it is not on PyPI for this platform"),
+    (["--camera", "/dev/video97"], "error: /dev/video97: no such camera device."),
     (["--source", "x.mp4", "--camera"], "error: give one source"),
     (["--source", "{video}", "--config", "{bad}"], "error: {bad}: unknown key 'colour'"),
+    (["--source", "{video}", "--max-frames", "2", "--jsonl", "/dev/full"],
+     "error: /dev/full: cannot write the last results (No space left on device)."),
 ])
 def test_bad_input_is_one_line_and_exit_1(bundle_dir, tmp_path, long_video, args, message):
     bad = write(tmp_path / "bad.toml", "colour = 1\n")
-    args = [a.format(video=long_video, bad=bad) for a in args]
+    notvideo = write(tmp_path / "notes.mp4", "not a video")
+    args = [a.format(video=long_video, bad=bad, notvideo=notvideo) for a in args]
     done = edge_run("--model", str(bundle_dir), *args)
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith(message.format(bad=bad)), done.stderr
+    assert len(errors) == 1 and errors[0].startswith(message.format(bad=bad, notvideo=notvideo)), done.stderr
     assert "Traceback" not in done.stderr
+    assert not [line for line in done.stderr.splitlines() if line.startswith("[")]  # no FFmpeg chatter
 
 
 def test_port_in_use_is_one_line(bundle_dir, long_video):
@@ -204,8 +225,9 @@ def test_sigterm_stops_cleanly_within_2s(bundle_dir, long_video, tmp_path, notif
     try:
         run.wait_for(lambda: len(jsonl_rows(out)) >= 5)
         line = next(line for line in run.lines if line.startswith("live page: "))
-        assert line.endswith("/?token=s3cret")  # the address to open, as it is
-        page = line.split()[2].split("?")[0]
+        # stderr is not a terminal (as under systemd): the token stays out of the log
+        assert "s3cret" not in line and line.endswith("/ (open it with ?token=TOKEN; the token is kept out of the log)")
+        page = line.split()[2]
         with pytest.raises(urllib.error.HTTPError, match="401"):
             urllib.request.urlopen(page + "api/stats", timeout=5)
         stats = json.load(urllib.request.urlopen(page + "api/stats?token=s3cret", timeout=5))
@@ -219,6 +241,8 @@ def test_sigterm_stops_cleanly_within_2s(bundle_dir, long_video, tmp_path, notif
     finally:
         run.stop()
     assert rc == 0 and elapsed < 2.0, (rc, elapsed, run.lines)
+    run._reader.join(2)
+    assert not any("s3cret" in line for line in run.lines)
     text = out.read_text()
     rows = jsonl_rows(out)
     assert text.endswith("\n") and 5 <= len(rows) < 150  # flushed, and stopped before the end
@@ -226,6 +250,30 @@ def test_sigterm_stops_cleanly_within_2s(bundle_dir, long_video, tmp_path, notif
     assert any(line.startswith("stopped: ") for line in run.lines)
     messages = drain(sock)
     assert messages[0].startswith("READY=1") and messages[-1].startswith("STOPPING=1")
+
+
+def test_live_page_line_carries_the_token_on_a_terminal(bundle_dir, long_video):
+    import pty
+
+    primary, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--model", str(bundle_dir), "--source",
+                             str(long_video), "--http", "127.0.0.1:0", "--token", "t0k/en", "--max-frames", "2"],
+                            stdout=subprocess.DEVNULL, stderr=terminal, env=edge_env(), cwd=ROOT)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:  # EIO: the process has closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    assert proc.wait(60) == 0
+    lines = b"".join(chunks).decode().splitlines()
+    page = [line for line in lines if line.startswith("live page: ")]
+    assert len(page) == 1 and page[0].endswith("/?token=t0k%2Fen"), lines  # ready to open, as it is
 
 
 def test_notify_ready_watchdog_status_on_a_real_socket(bundle_dir, long_video, notify_socket):
@@ -241,11 +289,13 @@ def test_notify_ready_watchdog_status_on_a_real_socket(bundle_dir, long_video, n
     assert messages[-1].startswith("STOPPING=1")
 
 
-def test_lost_stream_reconnects_then_exits_non_zero(bundle_dir, tmp_path):
+def test_lost_stream_reconnects_then_exits_non_zero(bundle_dir, tmp_path, notify_socket):
+    sock, path = notify_socket
     camera = MJPEGCamera([colour_image("red"), colour_image("green")], fps=30)
     cfg = write(tmp_path / "edge.toml", "[reconnect]\ndelay = 0.05\nmax_delay = 0.1\nattempts = 2\n")
     out = tmp_path / "stream.jsonl"
-    run = Running("--model", str(bundle_dir), "--source", camera.url, "--config", str(cfg), "--jsonl", str(out))
+    run = Running("--model", str(bundle_dir), "--source", camera.url, "--config", str(cfg), "--jsonl", str(out),
+                  env=edge_env(NOTIFY_SOCKET=path))
     try:
         run.wait_for(lambda: len(jsonl_rows(out)) >= 3)
         camera.stop()  # unplugged
@@ -258,6 +308,8 @@ def test_lost_stream_reconnects_then_exits_non_zero(bundle_dir, tmp_path):
     assert sum("reconnecting" in line for line in run.lines) == 2
     assert run.lines[-1].startswith("error: ") and "gave up after 2 reconnect attempts" in run.lines[-1]
     assert jsonl_rows(out)[-1]["status"] in ("ok", "uncertain")  # every line written is whole
+    statuses = [f for m in drain(sock) for f in m.split("\n") if f.startswith("STATUS=")]
+    assert sum("reconnecting in" in f for f in statuses) == 2, statuses  # shown by `systemctl status`
 
 
 def test_demo_sample_video_shows_the_gate_and_smoothing(bundle_dir, tmp_path):

@@ -287,6 +287,23 @@ def test_jsonl_unwritable_is_one_line(tmp_path):
         JsonlSink(tmp_path / "no" / "such" / "out.jsonl")
 
 
+def test_jsonl_that_cannot_be_written_is_logged_once_then_one_line_at_close(model, tmp_path):
+    from edge.errors import EdgeError
+
+    logs: list[str] = []
+    full = JsonlSink("/dev/full", log=logs.append)  # every write: "No space left on device"
+    other = Collect()
+    p = Pipeline(model, ListSource([colour_image("red", seed=i) for i in range(3)]), [full, other],
+                 PipelineOptions(realtime=False), log=logs.append)
+    with pytest.raises(EdgeError) as e:
+        p.run()
+    assert str(e.value) == ("/dev/full: cannot write the last results (No space left on device). "
+                            "Check the free space and the disk.")
+    assert logs == ["/dev/full: cannot write results (No space left on device); will keep trying"]
+    assert len(other.results) == 3 and other.closed == 1  # the run went on; every sink was closed
+    assert p.summary is not None and p.summary.stats["frames"]["processed"] == 3
+
+
 class _Tty(io.StringIO):
     def isatty(self) -> bool:
         return True

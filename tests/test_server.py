@@ -92,6 +92,7 @@ def test_latest_stats_and_health_follow_the_results(server, model):
         stats = json.loads(body)
         assert code == 200 and stats["frames"]["processed"] > 0 and stats["frames"]["dropped"] >= 1
         assert stats["server"]["results_published"] > 0 and stats["server"]["last_result_age_s"] < 5
+        assert stats["disclaimer"] == DISCLAIMER  # it counts results per label
 
         code, headers, body = get(server, "/healthz")
         assert code == 200 and json.loads(body)["status"] == "ok" and json.loads(body)["age_s"] < 0.5

@@ -249,9 +249,29 @@ def test_picamera2_missing_says_how_to_install(monkeypatch):
     assert "--system-site-packages" in msg and "\n" not in msg
 
 
+def test_libcamera_that_fails_to_start_means_no_picamera2(monkeypatch):
+    class Broken(StandInPicamera2):
+        @staticmethod
+        def global_camera_info() -> list[dict]:
+            raise RuntimeError("Failed to start the camera manager")
+
+    monkeypatch.setattr(picam, "load_picamera2", lambda: Broken)
+    assert picam.has_camera() is False
+    monkeypatch.setattr(picam, "load_picamera2", lambda: StandInPicamera2)
+    assert picam.has_camera() is True
+
+
 def test_unknown_camera_word():
     with pytest.raises(SourceError, match="unknown camera"):
         make_source(camera="webcam")
+
+
+def test_camera_by_device_path():
+    with pytest.raises(SourceError, match="^/dev/video97: no such camera device"):
+        make_source(camera="/dev/video97")  # as systemd/edge.toml allows: camera = "/dev/video1"
+    if Path("/dev/video0").exists():
+        src = make_source(camera="/dev/video0")
+        assert isinstance(src, OpenCVCameraSource) and src.index == "/dev/video0"
 
 
 def test_opencv_camera_that_cannot_be_opened(tmp_path):

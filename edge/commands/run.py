@@ -38,9 +38,9 @@ def register(app: typer.Typer) -> None:
 def run(
     model: ModelOpt = None,  # type: ignore[assignment]
     camera: Annotated[str | None, typer.Option(
-        "--camera", show_default=False, metavar="[N|picamera2]",
+        "--camera", show_default=False, metavar="[N|/dev/videoN|picamera2]",
         help="Read a camera: alone, picamera2 on a Raspberry Pi when present, else OpenCV camera 0; "
-             "N for OpenCV (V4L2) camera N; picamera2 to insist on it.")] = None,
+             "N or /dev/videoN for that OpenCV (V4L2) camera; picamera2 to insist on it.")] = None,
     source: Annotated[str | None, typer.Option(
         "--source", show_default=False,
         help="A video file, an image folder or glob, a single image, or a stream URL (rtsp://, http://).")] = None,
