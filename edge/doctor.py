@@ -15,9 +15,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge import hardware as hw
+from edge.errors import EdgeError
 from edge.hardware import Roots
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -85,6 +86,29 @@ def probe_import(module: str, timeout: float = 60.0) -> ImportProbe:
     return ImportProbe(module, False, error=error, abi_clash=abi_clash(done.stderr))
 
 
+def copy_again(bundle: Path | None) -> str:
+    return f"Copy the bundle folder again, then `edge verify --model {bundle or 'BUNDLE'}`."
+
+
+def from_error(name: str, status: str, error: EdgeError, fallback_fix: str,
+               data: dict[str, Any] | None = None) -> Check:
+    """A check from an :class:`~edge.errors.EdgeError`: its message, and its hint or ``fallback_fix``."""
+    return Check(name, status, error.message, error.hint or fallback_fix, data or {})
+
+
+def guarded(name: str, status: str, check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)`` (a Check, or a tuple led by one), or a ``status`` Check naming the error it raised.
+
+    A probe tripping over something this machine does oddly must not hide the other checks:
+    ``edge doctor`` exists for the machines where things are strange.
+    """
+    try:
+        return check(*args)
+    except Exception as e:  # noqa: BLE001 - reported as this check's result, not swallowed
+        return Check(name, status, f"could not be checked: {type(e).__name__}: {e}",
+                     "Run `edge doctor --json` and report this check's message together with the board and OS.")
+
+
 def _installed(module: str) -> bool:
     import importlib.util  # noqa: PLC0415
 
@@ -114,7 +138,7 @@ def check_runtime() -> Check:
     from importlib import metadata  # noqa: PLC0415
 
     from edge.errors import RuntimeNotFound  # noqa: PLC0415
-    from edge.runtime import get_runtime  # noqa: PLC0415
+    from edge.runtime import CANDIDATES, get_runtime  # noqa: PLC0415
 
     versions = {}
     for dist in ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu"):
@@ -125,11 +149,14 @@ def check_runtime() -> Check:
     try:
         rt = get_runtime()
     except RuntimeNotFound as e:
-        return Check("runtime", FAIL, e.message, e.hint, {"versions": versions})
+        return from_error("runtime", FAIL, e, "pip install ai-edge-litert", {"versions": versions})
+    # an earlier candidate that is installed but does not import is broken; one that is absent is not
+    broken = [why for _, dist, top in CANDIDATES for why in rt.skipped
+              if why.startswith(f"{dist}:") and _installed(top)]
     data = {"name": rt.name, "version": rt.version, "versions": versions, "skipped": list(rt.skipped)}
     summary = f"{rt.name} {rt.version}"
-    if rt.skipped:
-        return Check("runtime", WARN, f"{summary}; not usable: {'; '.join(rt.skipped)}",
+    if broken:
+        return Check("runtime", WARN, f"{summary}; not usable: {'; '.join(broken)}",
                      "Reinstall or remove the broken runtime (see the numpy_abi check).", data)
     if rt.name == "tensorflow":
         return Check("runtime", WARN, f"{summary} (full TensorFlow: slow to start, large)",
@@ -176,19 +203,20 @@ def check_picamera2(probe: ImportProbe | None, pi: bool) -> Check:
 
 # --- cameras ----------------------------------------------------------------------------------
 
-def check_libcamera(pi: bool) -> tuple[Check, list[dict[str, str]]]:
+def check_libcamera(pi: bool) -> Check:
+    """The cameras libcamera sees (``rpicam-hello --list-cameras``), listed in ``data["cameras"]``."""
     tool, cams, error = hw.list_libcamera_cameras()
     if tool is None:
         if pi:
             return Check("libcamera", WARN, "rpicam-hello not found: libcamera cameras cannot be listed",
-                         "sudo apt install rpicam-apps"), []
-        return Check("libcamera", PASS, "not installed (only needed for a Raspberry Pi camera module)"), []
+                         "sudo apt install rpicam-apps")
+        return Check("libcamera", PASS, "not installed (only needed for a Raspberry Pi camera module)")
     data = {"tool": tool, "cameras": cams}
     if error:
         return Check("libcamera", WARN, f"{Path(tool).name} --list-cameras failed: {error}",
-                     "Check the ribbon cable and `camera_auto_detect=1` in /boot/firmware/config.txt.", data), cams
+                     "Check the ribbon cable and `camera_auto_detect=1` in /boot/firmware/config.txt.", data)
     return Check("libcamera", PASS, f"{len(cams)} camera(s): " + (", ".join(c["sensor"] for c in cams) or "none"),
-                 data=data), cams
+                 data=data)
 
 
 def check_cameras(roots: Roots, libcams: list[dict[str, str]], required: bool) -> Check:
@@ -208,7 +236,6 @@ def check_camera_frame(camera: str) -> tuple[Check, Any]:
     """Open ``camera`` the way ``edge run --camera`` does and grab a frame."""
     import numpy as np  # noqa: PLC0415
 
-    from edge.errors import EdgeError  # noqa: PLC0415
     from edge.sources import make_source  # noqa: PLC0415
 
     frame = None
@@ -219,7 +246,7 @@ def check_camera_frame(camera: str) -> tuple[Check, Any]:
                 if frame is not None and float(np.mean(frame)) >= 3:
                     break
     except EdgeError as e:
-        return Check("camera_frame", FAIL, e.message, e.hint), None
+        return from_error("camera_frame", FAIL, e, "See the picamera2, libcamera and cameras checks above."), None
     if frame is None:
         return Check("camera_frame", FAIL, f"camera {camera} opened but delivered no frame",
                      "Replug the camera; check `dmesg` for USB errors."), None
@@ -246,10 +273,11 @@ def check_edgetpu_library(roots: Roots, required: bool) -> Check:
         name = roots.library or delegate_library()
         lib = ctypes.CDLL(name)
     except DelegateError as e:
-        return Check("edgetpu_library", FAIL if required else WARN, e.message, e.hint)
+        return from_error("edgetpu_library", FAIL if required else WARN, e, INSTALL_HINT)
     except OSError:
-        return Check("edgetpu_library", FAIL if required else WARN, f"{name} is not installed "
-                     "(the Edge TPU cannot be used; the CPU is)", INSTALL_HINT, {"library": name})
+        return Check("edgetpu_library", FAIL if required else WARN, f"{name} is not installed ("
+                     + ("the Edge TPU cannot be used)" if required else "the Edge TPU cannot be used; the CPU is)"),
+                     INSTALL_HINT, {"library": name})
     version = ""
     if hasattr(lib, "edgetpu_version"):
         lib.edgetpu_version.restype = ctypes.c_char_p
@@ -271,6 +299,10 @@ def list_edge_tpus_pycoral() -> list[dict[str, str]] | None:
         return None
 
 
+def _link_speed(mbps: int) -> str:
+    return f"at {mbps} Mbit/s" if mbps else "(link speed unknown)"  # 0: sysfs gave no number
+
+
 def check_edgetpu_devices(roots: Roots, usb: list[dict[str, Any]], required: bool) -> Check:
     pci, apex = hw.coral_pci(roots), hw.apex_nodes(roots)
     data = {"pycoral": list_edge_tpus_pycoral(), "usb": usb, "pci": pci, "apex": apex}
@@ -280,7 +312,7 @@ def check_edgetpu_devices(roots: Roots, usb: list[dict[str, Any]], required: boo
                      "Install the gasket/apex driver (gasket-dkms, see docs/deploy-pi.md), add the apex udev "
                      "rule and reboot; on a Pi 5 also enable PCIe in /boot/firmware/config.txt.", data)
     slow = [u for u in usb if 0 < u["speed_mbps"] < 5000]
-    found = ([f"{u['kind']} {u['id']} at {u['speed_mbps']} Mbit/s" for u in usb] + [f"PCIe {p}" for p in apex]
+    found = ([f"{u['kind']} {u['id']} " + _link_speed(u["speed_mbps"]) for u in usb] + [f"PCIe {p}" for p in apex]
              or [f"pycoral: {t.get('type')} {t.get('path')}" for t in data["pycoral"] or []])
     if slow:
         return Check("edgetpu_devices", WARN, "; ".join(found) + ": on USB 2",
@@ -298,21 +330,19 @@ def check_edgetpu_devices(roots: Roots, usb: list[dict[str, Any]], required: boo
 
 def check_device_access(roots: Roots, usb: list[dict[str, Any]], uid: int | None = None,
                         gids: set[int] | None = None) -> Check:
-    import grp  # noqa: PLC0415
-
     uid = os.geteuid() if uid is None else uid
     gids = set(os.getgroups()) | {os.getegid()} if gids is None else gids
     paths = hw.device_nodes(roots, usb)
     denied: dict[str, list[str]] = {}
     for path in paths:
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError:  # unplugged since it was listed
+            continue
         if not hw.can_open(st, uid, gids):
-            try:
-                group = grp.getgrgid(st.st_gid).gr_name
-            except KeyError:
-                group = str(st.st_gid)
-            denied.setdefault(group, []).append(str(path))
-    data = {"uid": uid, "checked": [str(p) for p in paths], "denied": denied}
+            denied.setdefault(_group_name(st.st_gid), []).append(str(path))
+    data = {"uid": uid, "groups": sorted(_group_name(g) for g in gids), "checked": [str(p) for p in paths],
+            "denied": denied}
     if not paths:
         return Check("device_access", PASS, "no camera or Coral device nodes to check", data=data)
     if denied:
@@ -323,6 +353,15 @@ def check_device_access(roots: Roots, usb: list[dict[str, Any]], uid: int | None
             "from `edge install-service`).", data)
     who = "root" if uid == 0 else "this user"
     return Check("device_access", PASS, f"{who} can open all {len(paths)} camera/Coral device nodes", data=data)
+
+
+def _group_name(gid: int) -> str:
+    import grp  # noqa: PLC0415
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def check_cpu_governor(roots: Roots) -> Check:
@@ -354,8 +393,9 @@ def check_throttling(pi: bool) -> Check:
                      "vcgencmd not found" + ("" if pi else " (not a Raspberry Pi)"),
                      "sudo apt install libraspberrypi-bin" if pi else None)
     if value is None:
-        return Check("throttling", WARN, f"vcgencmd get_throttled said {said!r}",
-                     "Add this user to the video group (vcgencmd needs /dev/vcio).")
+        return Check("throttling", WARN, f"vcgencmd get_throttled gave no reading: {said!r}",
+                     "vcgencmd needs /dev/vcio: add this user to the video group (sudo usermod -aG video $USER), "
+                     "then log out and in again.")
     flags = hw.decode_throttled(value)
     data = {"throttled": hex(value), "flags": flags}
     if not flags:
@@ -367,10 +407,15 @@ def check_throttling(pi: bool) -> Check:
 
 
 def check_disk(roots: Roots) -> Check:
-    path = roots.state_dir
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    usage = shutil.disk_usage(path)
+    path = roots.state_dir.absolute()
+    while path != path.parent:
+        try:
+            usage = shutil.disk_usage(path)
+            break
+        except OSError:  # missing, or not ours to look into: the folder it will be made in
+            path = path.parent
+    else:
+        usage = shutil.disk_usage(path)
     free_mb = usage.free / 1e6
     data = {"path": str(path), "free_mb": round(free_mb)}
     fix = "Free space (sudo apt clean; old bundles in /var/lib/skin-edge/models; journalctl --vacuum-size=100M)."
@@ -390,13 +435,12 @@ def find_model(model: Path | None, roots: Roots) -> tuple[Path | None, str]:
     current = roots.state_dir / "models/current"
     try:
         return (current, "") if current.exists() else (None, "no model given and none installed")
-    except PermissionError:
+    except OSError:
         return None, f"no model given, and this user cannot read {roots.state_dir}"
 
 
 def check_model(model: Path | None, why: str = "no model given") -> Check:
-    from edge.bundle import checksum_report, open_bundle  # noqa: PLC0415
-    from edge.errors import EdgeError  # noqa: PLC0415
+    from edge.bundle import META_FILE, checksum_report, open_bundle  # noqa: PLC0415
 
     if model is None:
         return Check("model", WARN, why, "Pass --model BUNDLE, or check the installed one as the service user: "
@@ -404,15 +448,19 @@ def check_model(model: Path | None, why: str = "no model given") -> Check:
     try:
         bundle = open_bundle(model, verify=False)
     except EdgeError as e:
-        return Check("model", FAIL, e.message, e.hint, {"path": str(model)})
+        return from_error("model", FAIL, e, copy_again(model), {"path": str(model)})
     if bundle.root is None:
         return Check("model", PASS, f"{bundle.model_path} (a bare model: no checksums)", data={"path": str(model)})
+    files = bundle.meta.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, dict) and Path(k).name == k for k, v in files.items()):
+        return Check("model", FAIL, f"{bundle.root / META_FILE}: its \"files\" entry is malformed",
+                     copy_again(bundle.root), {"path": str(bundle.root)})
     rows = checksum_report(bundle)
     bad = [r["file"] + (" missing" if r["actual"] is None else " damaged") for r in rows if not r["ok"]]
     data = {"path": str(bundle.root), "checksums": rows}
     if bad:
         return Check("model", FAIL, f"bundle {bundle.root}: {', '.join(bad)}",
-                     f"Copy the bundle folder again, then `edge verify --model {bundle.root}`.", data)
+                     copy_again(bundle.root), data)
     return Check("model", PASS, f"bundle {bundle.name}: {len(rows)} file(s), checksums match", data=data)
 
 
@@ -422,7 +470,6 @@ def check_smoke(model: Path | None, device: str, frame: Any = None) -> Check:
 
     import numpy as np  # noqa: PLC0415
 
-    from edge.errors import EdgeError  # noqa: PLC0415
     from edge.model import load_model  # noqa: PLC0415
 
     if model is None:
@@ -436,7 +483,7 @@ def check_smoke(model: Path | None, device: str, frame: Any = None) -> Check:
         result = m.classify(frame, k=1)
         t2 = time.perf_counter()
     except EdgeError as e:
-        return Check("smoke", FAIL, e.message, e.hint)
+        return from_error("smoke", FAIL, e, "See the model and runtime checks.")
     data = {"device": m.device, "runtime": f"{m.runtime.name} {m.runtime.version}",
             "load_ms": round((t1 - t0) * 1e3, 1), "frame_ms": round((t2 - t1) * 1e3, 2),
             "invoke_ms": round(result.invoke_ms, 2), "top": result.best.as_dict(), "notes": list(m.notes)}
@@ -468,20 +515,25 @@ def run_doctor(*, model: Path | None = None, device: str = "auto", camera: str |
     with ThreadPoolExecutor(max_workers=len(modules)) as pool:
         probes = dict(zip(modules, pool.map(probe_import, modules)))
     model, why = find_model(model, roots)
-    libcamera, libcams = check_libcamera(pi)
     usb = hw.coral_usb(roots)
-    checks = [check_python(), check_runtime(), check_numpy_abi(list(probes.values())), check_opencv(probes["cv2"]),
+    libcamera = guarded("libcamera", WARN, check_libcamera, pi)
+    checks = [guarded("python", WARN, check_python), guarded("runtime", FAIL, check_runtime),
+              guarded("numpy_abi", WARN, check_numpy_abi, list(probes.values())), check_opencv(probes["cv2"]),
               check_picamera2(probes.get("picamera2"), pi), libcamera,
-              check_cameras(roots, libcams, required=camera is not None)]
+              guarded("cameras", WARN, check_cameras, roots, libcamera.data.get("cameras", []), camera is not None)]
     frame = None
     if camera is not None:
-        frame_check, frame = check_camera_frame(camera)
+        grabbed = guarded("camera_frame", FAIL, check_camera_frame, camera)
+        frame_check, frame = grabbed if isinstance(grabbed, tuple) else (grabbed, None)
         checks.append(frame_check)
-    checks += [check_edgetpu_library(roots, wants_tpu), check_edgetpu_devices(roots, usb, wants_tpu),
-               check_device_access(roots, usb), check_cpu_governor(roots), check_temperature(roots),
-               check_throttling(pi), check_disk(roots)]
-    model_check = check_model(model, why)
+    checks += [guarded(name, WARN, check, *args) for name, check, *args in (
+        ("edgetpu_library", check_edgetpu_library, roots, wants_tpu),
+        ("edgetpu_devices", check_edgetpu_devices, roots, usb, wants_tpu),
+        ("device_access", check_device_access, roots, usb), ("cpu_governor", check_cpu_governor, roots),
+        ("temperature", check_temperature, roots), ("throttling", check_throttling, pi),
+        ("disk", check_disk, roots))]
+    model_check = guarded("model", FAIL, check_model, model, why)
     checks.append(model_check)
-    checks.append(check_smoke(model, device, frame) if model_check.status != FAIL else
+    checks.append(guarded("smoke", FAIL, check_smoke, model, device, frame) if model_check.status != FAIL else
                   Check("smoke", WARN, "not run: the model check failed", model_check.fix))
     return DoctorReport(tuple(checks))

@@ -6,6 +6,7 @@ comes from :class:`Roots`, so tests point the probes at a fake tree.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -42,6 +43,15 @@ def read_text(path: Path) -> str | None:
         return None
 
 
+def read_number(path: Path) -> float | None:
+    """A number from a sysfs file; None when the file is missing, unreadable or not a number."""
+    try:
+        value = float(read_text(path) or "")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def board_model(roots: Roots) -> str | None:
     """The board's name from the device tree (/proc/device-tree/model), e.g. on a Raspberry Pi."""
     return read_text(roots.sys / "firmware/devicetree/base/model") or None
@@ -56,10 +66,9 @@ def list_libcamera_cameras(timeout: float = 20.0) -> tuple[str | None, list[dict
     tool = shutil.which("rpicam-hello") or shutil.which("libcamera-hello")
     if tool is None:
         return None, [], None
-    try:
-        done = subprocess.run([tool, "--list-cameras"], capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return tool, [], f"{Path(tool).name} --list-cameras took over {timeout:.0f} s"
+    done = _run([tool, "--list-cameras"], timeout)
+    if isinstance(done, str):
+        return tool, [], done
     cams = [{"index": m[1], "sensor": m[2], "modes": m[3]} for m in
             re.finditer(r"(?m)^\s*(\d+)\s*:\s*(\S+)\s*\[([^\]]*)\]", done.stdout + done.stderr)]
     error = None if done.returncode == 0 or cams else (done.stderr.strip().splitlines() or ["failed"])[-1]
@@ -69,7 +78,7 @@ def list_libcamera_cameras(timeout: float = 20.0) -> tuple[str | None, list[dict
 def v4l_nodes(roots: Roots) -> list[dict[str, Any]]:
     """/dev/video* with the driver's name; ``internal`` for the Pi's codec and ISP nodes."""
     nodes = []
-    for path in sorted(roots.dev.glob("video*"), key=lambda p: (len(p.name), p.name)):
+    for path in sorted((p for p in roots.dev.glob("video*") if p.exists()), key=lambda p: (len(p.name), p.name)):
         name = read_text(roots.sys / "class/video4linux" / path.name / "name") or ""
         nodes.append({"node": str(path), "name": name, "internal": name.startswith(PI_INTERNAL_V4L)})
     return nodes
@@ -81,10 +90,10 @@ def coral_usb(roots: Roots) -> list[dict[str, Any]]:
     for d in sorted((roots.sys / "bus/usb/devices").glob("*")):
         ids = (read_text(d / "idVendor") or "", read_text(d / "idProduct") or "")
         if ids in CORAL_USB_IDS:
-            bus, dev = read_text(d / "busnum"), read_text(d / "devnum")
+            bus, dev = read_number(d / "busnum"), read_number(d / "devnum")
             node = roots.dev / f"bus/usb/{int(bus):03d}/{int(dev):03d}" if bus and dev else None
             found.append({"sysfs": str(d), "id": ":".join(ids), "kind": CORAL_USB_IDS[ids],
-                          "speed_mbps": int(float(read_text(d / "speed") or 0)),
+                          "speed_mbps": int(read_number(d / "speed") or 0),  # 0: unknown
                           "node": str(node) if node else None})
     return found
 
@@ -101,9 +110,12 @@ def apex_nodes(roots: Roots) -> list[str]:
 
 
 def device_nodes(roots: Roots, usb: list[dict[str, Any]]) -> list[Path]:
-    """The device nodes a camera and a Coral need: V4L2, media, dma_heap, apex, the Accelerator's USB node."""
+    """The device nodes a camera and a Coral need: V4L2, media, dma_heap, apex, the Accelerator's USB node.
+
+    Only nodes that exist (a dangling link, or a device unplugged meanwhile, is left out)."""
     paths = [p for pattern in DEVICE_NODES for p in sorted(roots.dev.glob(pattern))]
-    return paths + [Path(u["node"]) for u in usb if u["node"] and Path(u["node"]).exists()]
+    paths += [Path(u["node"]) for u in usb if u["node"]]
+    return [p for p in paths if p.exists()]
 
 
 def can_open(st: os.stat_result, uid: int, gids: set[int]) -> bool:
@@ -128,8 +140,8 @@ def cpu_governors(roots: Roots) -> list[str]:
 
 
 def temperature_c(roots: Roots) -> float | None:
-    raw = read_text(roots.sys / "class/thermal/thermal_zone0/temp")
-    return int(raw) / 1000 if raw and raw.lstrip("-").isdigit() else None
+    millidegrees = read_number(roots.sys / "class/thermal/thermal_zone0/temp")
+    return None if millidegrees is None else millidegrees / 1000
 
 
 def get_throttled() -> tuple[str | None, int | None]:
@@ -137,9 +149,21 @@ def get_throttled() -> tuple[str | None, int | None]:
     tool = shutil.which("vcgencmd")
     if tool is None:
         return None, None
-    done = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=10, check=False)
+    done = _run([tool, "get_throttled"], 10)
+    if isinstance(done, str):
+        return done, None
     m = re.search(r"throttled=(0x[0-9a-fA-F]+)", done.stdout)
     return (done.stdout or done.stderr).strip(), int(m[1], 16) if m else None
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str] | str:
+    """Run a probe program; what went wrong, as text, when it could not run or hung."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return f"{Path(argv[0]).name} {' '.join(argv[1:])} took over {timeout:.0f} s"
+    except OSError as e:
+        return f"{Path(argv[0]).name} could not be run: {e.strerror or e}"
 
 
 def decode_throttled(value: int) -> list[str]:

@@ -241,11 +241,11 @@ def _user_steps(root: Path, groups: tuple[str, ...]) -> list[Step]:
 def _bundle_steps(root: Path, model: Path) -> list[Step]:
     from edge.bundle import MODEL_FILE, open_bundle  # noqa: PLC0415
 
-    bundle = open_bundle(model, verify=True)
+    bundle = open_bundle(model.resolve(), verify=True)  # models/current: the folder it points at
     if bundle.root is None:
         raise BundleError(f"{model} is a bare model file.", "--model takes a bundle folder (models/<name>/).")
     sha = (bundle.meta.get("files", {}).get(MODEL_FILE) or {}).get("sha256", "")[:12]
-    name = f"{bundle.root.name}-{sha}" if sha else bundle.root.name
+    name = bundle.root.name if not sha or bundle.root.name.endswith(f"-{sha}") else f"{bundle.root.name}-{sha}"
     models = _in_root(root, MODELS_DIR)
     dest = models / name
     steps = []
@@ -297,6 +297,13 @@ def _ids(user: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
+def check_config_path(config: Path) -> None:
+    """The config must be an absolute ``.toml`` path: it goes into ExecStart, and ``--purge`` deletes it."""
+    if not config.is_absolute() or config.suffix != ".toml":
+        raise EdgeError(f"--config {config} is not an absolute path to a .toml file.",
+                        "Give the full path, e.g. /etc/skin-edge/edge.toml.")
+
+
 def _needs_root(root: Path, dry_run: bool, command: str) -> None:
     if root == Path("/") and not dry_run and os.geteuid() != 0:
         raise EdgeError(f"{command} changes /etc and /var and needs root.",
@@ -306,10 +313,8 @@ def _needs_root(root: Path, dry_run: bool, command: str) -> None:
 def install_service(*, root: Path = Path("/"), config: Path = DEFAULT_CONFIG, model: Path | None = None,
                     dry_run: bool = False) -> Report:
     """Plan the installation and, unless ``dry_run``, carry it out."""
-    root = root.absolute()
-    if not config.is_absolute():
-        raise EdgeError(f"--config {config} is not an absolute path.",
-                        "Give the full path, e.g. /etc/skin-edge/edge.toml.")
+    root = root.resolve()  # "/", "//" and "/tmp/.." are all the running system
+    check_config_path(config)
     _needs_root(root, dry_run, "install-service")
     edge = edge_executable()
     hidden = hidden_paths(edge, config)
@@ -328,6 +333,9 @@ def install_service(*, root: Path = Path("/"), config: Path = DEFAULT_CONFIG, mo
              _write(rules_path, deploy_file(RULES_FILE).read_text(encoding="utf-8"))),
     ]
     steps += _user_steps(root, groups)
+    if config_path.is_dir():
+        raise EdgeError(f"--config {config} is a folder.",
+                        "Give the path of the TOML file, e.g. /etc/skin-edge/edge.toml.")
     if config_path.exists():
         steps.append(Step("keep", str(config_path), "an existing config is never overwritten"))
     else:  # readable by the service's group only: it may hold the live page's token
@@ -370,7 +378,8 @@ def _next_install(root: Path) -> tuple[str, ...]:
 def uninstall_service(*, root: Path = Path("/"), config: Path = DEFAULT_CONFIG, purge: bool = False,
                       dry_run: bool = False) -> Report:
     """Remove the unit and the udev rules; with ``purge`` also the config, state, logs and user."""
-    root = root.absolute()
+    root = root.resolve()
+    check_config_path(config)
     _needs_root(root, dry_run, "uninstall-service")
     enabled = [link for wants in sorted(_in_root(root, UNIT_DIR).glob("*.wants"))
                if (link := wants / UNIT_FILE).is_symlink()]  # in an image the link's target is outside

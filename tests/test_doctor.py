@@ -214,14 +214,15 @@ def test_libcamera_cameras_listed(fake_bin):
     tool(fake_bin, "rpicam-hello", "Available cameras\n-----------------\n"
          "0 : imx708_wide [4608x2592 10-bit RGGB] (/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a)\n"
          "    Modes: 'SRGGB10_CSI2P' : 1536x864 [120.13 fps - (768, 432)/3072x1728 crop]")
-    check, cams = doctor.check_libcamera(pi=True)
-    assert check.status == PASS and cams == [{"index": "0", "sensor": "imx708_wide", "modes": "4608x2592 10-bit RGGB"}]
+    check = doctor.check_libcamera(pi=True)
+    assert check.status == PASS and "imx708_wide" in check.summary
+    assert check.data["cameras"] == [{"index": "0", "sensor": "imx708_wide", "modes": "4608x2592 10-bit RGGB"}]
 
 
 def test_libcamera_no_cameras(fake_bin):
     tool(fake_bin, "rpicam-hello", "No cameras available!")
-    check, cams = doctor.check_libcamera(pi=True)
-    assert check.status == PASS and cams == [] and "0 camera(s)" in check.summary
+    check = doctor.check_libcamera(pi=True)
+    assert check.status == PASS and check.data["cameras"] == [] and "0 camera(s)" in check.summary
 
 
 def test_camera_frame_without_a_camera_fails_with_the_reason():
@@ -285,3 +286,106 @@ def test_abi_messages():
     assert doctor.abi_clash("ValueError: numpy.dtype size changed, may indicate binary incompatibility. "
                             "Expected 96 from C header, got 88 from PyObject")
     assert not doctor.abi_clash("ModuleNotFoundError: No module named 'tflite_runtime'")
+
+
+# --- a strange machine: odd sysfs values, broken tools, damaged bundles ---------------------------
+
+@pytest.fixture()
+def odd_machine(roots, fake_bin) -> Roots:
+    """A Pi whose sysfs holds values no kernel should write, with dangling device links and a
+    vcgencmd that cannot be executed."""
+    d = roots.sys / "bus/usb/devices/2-1"
+    for name, value in (("idVendor", "18d1"), ("idProduct", "9302"), ("speed", "super"), ("busnum", "x"),
+                        ("devnum", "")):
+        write(d / name, value)
+    write(roots.sys / "class/thermal/thermal_zone0/temp", "--5")
+    write(roots.sys / "devices/system/cpu/cpu0/cpufreq/scaling_governor", "")
+    write(roots.sys / "firmware/devicetree/base/model", "Raspberry Pi 4 Model B Rev 1.5\x00")
+    (roots.dev / "video0").symlink_to(roots.dev / "gone")
+    (roots.dev / "dma_heap").mkdir()
+    (roots.dev / "dma_heap/linux,cma").symlink_to(roots.dev / "gone")
+    write(fake_bin / "vcgencmd", "#!/nonexistent/interpreter\n").chmod(0o755)
+    return roots
+
+
+def test_odd_sysfs_values_are_read_as_unknown(odd_machine):
+    usb = hw.coral_usb(odd_machine)
+    assert usb == [{"sysfs": str(odd_machine.sys / "bus/usb/devices/2-1"), "id": "18d1:9302",
+                    "kind": "USB Accelerator", "speed_mbps": 0, "node": None}]
+    assert hw.temperature_c(odd_machine) is None and hw.cpu_governors(odd_machine) == []
+    assert hw.v4l_nodes(odd_machine) == [] and hw.device_nodes(odd_machine, usb) == []
+    said, value = hw.get_throttled()
+    assert value is None and said.startswith("vcgencmd could not be run")
+    check = doctor.check_edgetpu_devices(odd_machine, usb, required=True)
+    assert check.status == PASS and "(link speed unknown)" in check.summary
+
+
+def test_doctor_on_an_odd_machine_reports_every_check(odd_machine, bundle_dir):
+    report = doctor.run_doctor(model=bundle_dir, device="cpu", roots=odd_machine)
+    checks = {c.name: c for c in report.checks}
+    assert list(checks) == CHECKS
+    assert checks["throttling"].status == WARN and "could not be run" in checks["throttling"].summary
+    assert checks["cameras"].status == WARN and checks["temperature"].summary == "not exposed here"
+    assert checks["smoke"].status == PASS
+    assert all(c.fix for c in report.checks if c.status != PASS)
+
+
+def test_a_check_that_raises_is_reported_and_the_rest_still_run(roots, bundle_dir, monkeypatch):
+    def unreadable(_roots):
+        raise PermissionError(13, "Permission denied", "/sys/devices/system/cpu")
+
+    monkeypatch.setattr(hw, "cpu_governors", unreadable)
+    report = doctor.run_doctor(model=bundle_dir, device="cpu", roots=roots)
+    checks = {c.name: c for c in report.checks}
+    assert list(checks) == CHECKS
+    governor = checks["cpu_governor"]
+    assert governor.status == WARN and governor.fix
+    assert governor.summary == "could not be checked: PermissionError: [Errno 13] Permission denied: " \
+                               "'/sys/devices/system/cpu'"
+    assert checks["smoke"].status == PASS
+
+
+@pytest.mark.parametrize("files", ["model.tflite", ["model.tflite"], {"model.tflite": "3970cb34"},
+                                   {"../../etc/hostname": {"sha256": "00"}}])
+def test_malformed_files_entry_fails_with_a_fix_not_a_traceback(fresh_bundle, files):
+    meta_path = fresh_bundle / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["files"] = files
+    meta_path.write_text(json.dumps(meta))
+    result = runner.invoke(app, ["doctor", "--model", str(fresh_bundle), "--device", "cpu", "--json"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert result.exit_code == 1
+    assert checks["model"]["status"] == FAIL and '"files" entry is malformed' in checks["model"]["summary"]
+    assert f"edge verify --model {fresh_bundle}" in checks["model"]["fix"]
+    assert checks["smoke"]["status"] == WARN
+
+
+def test_a_bundle_error_without_a_hint_still_gets_a_fix(fresh_bundle):
+    (fresh_bundle / "model.json").write_text("[]")
+    check = doctor.check_model(fresh_bundle)
+    assert check.status == FAIL and "model.json" in check.summary
+    assert check.fix == f"Copy the bundle folder again, then `edge verify --model {fresh_bundle}`."
+
+
+def test_a_runtime_that_is_not_installed_is_no_warning(monkeypatch):
+    from edge import runtime
+
+    fake = runtime.Runtime("tflite-runtime", "2.14.0", object, object,
+                           skipped=("ai-edge-litert: No module named 'ai_edge_litert'",))
+    monkeypatch.setattr(runtime, "get_runtime", lambda: fake)
+    monkeypatch.setattr(doctor, "_installed", lambda module: module != "ai_edge_litert")
+    check = doctor.check_runtime()
+    assert check.status == PASS and check.summary == "tflite-runtime 2.14.0"
+    monkeypatch.setattr(doctor, "_installed", lambda module: True)  # installed, but it did not import
+    check = doctor.check_runtime()
+    assert check.status == WARN and "not usable: ai-edge-litert" in check.summary and check.fix
+
+
+def test_device_access_lists_the_users_groups(roots):
+    import grp
+
+    node = write(roots.dev / "media0")
+    node.chmod(0o660)
+    check = doctor.check_device_access(roots, [], uid=4242, gids={node.stat().st_gid})
+    assert check.status == PASS and check.data["groups"] == [grp.getgrgid(node.stat().st_gid).gr_name]

@@ -238,6 +238,37 @@ def test_uninstall_keeps_state_unless_purged(installed):
     assert not (installed / "etc/skin-edge").exists() and not (installed / "var/lib/skin-edge").exists()
 
 
+@pytest.mark.parametrize("config", ["/", "/etc", "/etc/passwd", "edge.toml"])
+def test_purge_refuses_a_config_that_is_not_an_absolute_toml_path(installed, config):
+    result = invoke("uninstall-service", "--root", installed, "--purge", "--config", config)
+    assert result.exit_code == 1 and f"error: --config {config} is not an absolute path to a .toml file" \
+        in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (installed / UNIT).exists() and (installed / RULES).exists()  # nothing removed
+    assert (installed / CONFIG).exists() and (installed / CURRENT.relative_to("/")).exists()
+
+
+def test_install_refuses_a_config_path_that_is_a_folder(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc/skin-edge/edge.toml").mkdir(parents=True)
+    result = invoke("install-service", "--root", root)
+    assert result.exit_code == 1 and "error: --config /etc/skin-edge/edge.toml is a folder" in result.stderr
+    assert not (root / UNIT).exists()
+
+
+def test_a_root_that_resolves_to_slash_is_the_running_system(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    result = invoke("install-service", "--root", "/tmp/..")
+    assert result.exit_code == 1 and "install-service changes /etc and /var and needs root" in result.stderr
+
+
+def test_reinstalling_the_current_model_keeps_it(installed):
+    models = installed / "var/lib/skin-edge/models"
+    before = sorted(p.name for p in models.iterdir())
+    result = invoke("install-service", "--root", installed, "--model", models / "current")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in models.iterdir()) == before and "this bundle is already installed" in result.stdout
+
+
 def test_uninstall_refuses_while_enabled(installed):
     wants = installed / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True)
