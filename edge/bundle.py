@@ -112,9 +112,20 @@ def _read_meta(root: Path) -> dict[str, Any]:
         raise BundleError(f"{path} is not valid JSON ({e}).", "Copy the bundle again.") from None
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path} is not a {BUNDLE_FORMAT} description.")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise BundleError(f"{path} uses bundle format {meta.get('format_version')}, newer than this "
-                          f"edge ({FORMAT_VERSION}).", "Upgrade skin-edge on this device.")
+    version, classes = meta.get("format_version", 0), meta.get("num_classes", 1)
+    if not isinstance(version, int) or not isinstance(classes, int) or isinstance(classes, bool):
+        raise BundleError(f"{path}: format_version and num_classes must be whole numbers.", "Copy the bundle again.")
+    if version > FORMAT_VERSION:
+        raise BundleError(f"{path} uses bundle format {version}, newer than this edge ({FORMAT_VERSION}).",
+                          "Upgrade skin-edge on this device.")
+    files = meta.get("files", {})
+    well_formed = isinstance(files, dict) and all(
+        isinstance(name, str) and name == Path(name).name and name not in ("", ".", "..")
+        and isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+        for name, entry in files.items())
+    if not well_formed:
+        raise BundleError(f"{path}: 'files' must map plain file names in the bundle to {{\"sha256\": ...}}.",
+                          "Copy the bundle again.")
     return meta
 
 
@@ -137,7 +148,7 @@ def open_bundle(path: str | Path, *, labels: str | Path | None = None, verify: b
     labels_path = Path(labels) if labels else root / LABELS_FILE
     bundle_labels = read_labels(labels_path)
     declared = meta.get("num_classes", len(meta.get("labels") or bundle_labels))
-    if len(bundle_labels) != int(declared):
+    if len(bundle_labels) != declared:
         raise BundleError(f"{labels_path} has {len(bundle_labels)} labels but {META_FILE} "
                           f"declares {declared}.",
                           "Use the bundle's own labels.txt." if labels else "Copy the bundle again.")

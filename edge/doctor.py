@@ -440,7 +440,7 @@ def find_model(model: Path | None, roots: Roots) -> tuple[Path | None, str]:
 
 
 def check_model(model: Path | None, why: str = "no model given") -> Check:
-    from edge.bundle import META_FILE, checksum_report, open_bundle  # noqa: PLC0415
+    from edge.bundle import checksum_report, open_bundle  # noqa: PLC0415
 
     if model is None:
         return Check("model", WARN, why, "Pass --model BUNDLE, or check the installed one as the service user: "
@@ -448,13 +448,10 @@ def check_model(model: Path | None, why: str = "no model given") -> Check:
     try:
         bundle = open_bundle(model, verify=False)
     except EdgeError as e:
-        return from_error("model", FAIL, e, copy_again(model), {"path": str(model)})
+        fix = f"{e.hint} Then check it with `edge verify --model {model}`." if e.hint else copy_again(model)
+        return Check("model", FAIL, e.message, fix, {"path": str(model)})
     if bundle.root is None:
         return Check("model", PASS, f"{bundle.model_path} (a bare model: no checksums)", data={"path": str(model)})
-    files = bundle.meta.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, dict) and Path(k).name == k for k, v in files.items()):
-        return Check("model", FAIL, f"{bundle.root / META_FILE}: its \"files\" entry is malformed",
-                     copy_again(bundle.root), {"path": str(bundle.root)})
     rows = checksum_report(bundle)
     bad = [r["file"] + (" missing" if r["actual"] is None else " damaged") for r in rows if not r["ok"]]
     data = {"path": str(bundle.root), "checksums": rows}

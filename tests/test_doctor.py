@@ -356,7 +356,7 @@ def test_malformed_files_entry_fails_with_a_fix_not_a_traceback(fresh_bundle, fi
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     assert result.exit_code == 1
-    assert checks["model"]["status"] == FAIL and '"files" entry is malformed' in checks["model"]["summary"]
+    assert checks["model"]["status"] == FAIL and "'files' must map plain file names" in checks["model"]["summary"]
     assert f"edge verify --model {fresh_bundle}" in checks["model"]["fix"]
     assert checks["smoke"]["status"] == WARN
 

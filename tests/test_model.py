@@ -236,3 +236,18 @@ def test_a_file_named_explicitly_is_the_file_that_runs(fresh_bundle, monkeypatch
     assert seen == [] and explicit.notes == ()  # the Edge TPU was never tried, so nothing fell back
     folder = load_model(fresh_bundle, device="auto")
     assert seen == [None] and any("running model.tflite on the CPU" in n for n in folder.notes)
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda m: m.update(files={"../../etc/passwd": {"sha256": "0" * 64}}), "plain file names"),
+    (lambda m: m.update(files={"model.tflite": "abc"}), "plain file names"),
+    (lambda m: m.update(files=["model.tflite"]), "plain file names"),
+    (lambda m: m.update(num_classes="seven"), "whole numbers"),
+    (lambda m: m.update(format_version=99), "newer than this edge"),
+])
+def test_malformed_model_json(fresh_bundle, edit, needle):
+    meta = json.loads((fresh_bundle / "model.json").read_text())
+    edit(meta)
+    (fresh_bundle / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=needle):
+        open_bundle(fresh_bundle)
