@@ -311,3 +311,36 @@ def test_float_ops_left_in_the_int8_file_are_caught(tmp_path):
     path.write_bytes(_convert(_vector_model(keras.ops.sin), _Samples(), "uint8"))  # SIN has no int8 kernel
     with pytest.raises(TrainError, match="not a clean full-integer model: .*not int8/int32"):
         check_int8_model(path, "uint8")
+
+
+def test_out_that_is_a_file_or_the_run_is_refused_even_with_force(run_copy, tmp_path):
+    target = tmp_path / "afile"
+    target.write_text("keep me")
+    assert "afile is a file" in one_line_error(train_quantize(run_copy, "--out", target, "--force"))
+    assert target.read_text() == "keep me" and not list(tmp_path.glob(".afile*"))
+    line = one_line_error(train_quantize(run_copy, "--out", run_copy, "--force"))
+    assert "would replace the run folder" in line and (run_copy / "model.keras").is_file()
+    assert "Cannot create" in one_line_error(train_quantize(run_copy, "--out", target / "models" / "b"))
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("[1, 2]", "is not a run description"),
+    ('{"image_size": [40, 48]}', "does not name the dataset"),
+])
+def test_bad_run_json_is_one_line(run_copy, tmp_path, content, needle):
+    (run_copy / "run.json").write_text(content, encoding="utf-8")
+    assert needle in one_line_error(train_quantize(run_copy, "--out", tmp_path / "b"))
+    assert not (tmp_path / "b").exists()
+
+
+def test_model_file_that_is_not_keras_is_one_line(run_copy, tmp_path):
+    (run_copy / "model.keras").write_bytes(b"not a zip archive")
+    assert "is not a Keras .keras file" in one_line_error(train_quantize(run_copy, "--out", tmp_path / "b"))
+
+
+def test_unwritable_calibration_dir_is_one_line(run_copy, tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = train_quantize(run_copy, "--out", tmp_path / "b", "--calibration-size", CALIBRATION_SIZE,
+                            "--calibration-dir", tmp_path / "afile" / "cal")
+    assert "Cannot store the calibration set" in one_line_error(result)
+    assert not (tmp_path / "b").exists()

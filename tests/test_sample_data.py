@@ -118,6 +118,28 @@ def test_regenerating_over_a_previous_sample_replaces_it(tmp_path):
     assert len(list(tmp_path.glob("*/*.jpg"))) == summary.n_images == 21
 
 
+def test_interrupted_rewrite_does_not_look_like_a_dataset(tmp_path, monkeypatch):
+    from train import sample_data
+    from train.datasets import DatasetError
+
+    make_sample_dataset(tmp_path, n_lesions=21, images_per_lesion=(1, 1), size=(64, 48))
+    (tmp_path / "sample_video.mp4").write_bytes(b"old video")
+    real, calls = sample_data._write_lesion_images, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(sample_data, "_write_lesion_images", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_sample_dataset(tmp_path, n_lesions=21, images_per_lesion=(1, 1), size=(64, 48), seed=1)
+    assert not (tmp_path / "HAM10000_metadata.csv").exists() and not (tmp_path / "sample_video.mp4").exists()
+    with pytest.raises(DatasetError, match="no dataset found"):
+        load_dataset(tmp_path)
+
+
 def test_rejects_bad_arguments(tmp_path):
     with pytest.raises(SampleDataError, match="images_per_lesion"):
         make_sample_dataset(tmp_path / "x", images_per_lesion=(0, 2))

@@ -468,3 +468,66 @@ def test_ctrl_c_keeps_the_best_model_so_far(tiny, tmp_path, monkeypatch):
     with open(out / "history.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 1
     assert not list(tmp_path.glob("run.tmp-*"))
+
+
+# ---------------------------------------------------------------- more bad input (found in review)
+
+
+def test_fit_bad_split_fractions_name_the_options(tiny, tmp_path):
+    result = invoke("fit", "--data", tiny, "--out", tmp_path / "run", *FIT, "--val-fraction", "0.6",
+                    "--test-fraction", "0.5")
+    assert_one_line_error(result, "--val-fraction 0.6 and --test-fraction 0.5")
+
+
+def test_fit_out_that_cannot_be_created(tiny, tmp_path):
+    (tmp_path / "afile").write_text("")
+    assert_one_line_error(invoke("fit", "--data", tiny, "--out", tmp_path / "afile" / "run", *FIT), "cannot create")
+
+
+def test_fit_force_never_replaces_the_dataset(tiny, tmp_path):
+    data = tmp_path / "project" / "data"
+    shutil.copytree(tiny, data)
+    result = invoke("fit", "--data", data, "--out", tmp_path / "project", *FIT, "--force")
+    assert_one_line_error(result, "holds the dataset")
+    assert (data / HAM_METADATA).is_file()
+
+
+def test_fit_error_after_tensorflow_starts_is_still_one_line(tiny, tmp_path):
+    """In a fresh process TensorFlow prints log lines when imported; they must not bury the error."""
+    import subprocess
+    import sys
+
+    code = "from train.cli import main; main()"
+    args = ["fit", "--data", str(tiny), "--out", str(tmp_path / "run"), "--image-size", "96", "--alpha", "0.33",
+            "--weights", "imagenet"]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ImageNet weights exist for alpha"), done.stderr
+
+
+@pytest.fixture()
+def run_copy(trained, tmp_path) -> Path:
+    dest = tmp_path / "run"
+    shutil.copytree(trained["run"], dest)
+    return dest
+
+
+def test_evaluate_model_file_problems_are_one_line(run_copy):
+    (run_copy / "labels.txt").write_text("".join(f"{x}\n" for x in (*LABELS, "wart")))
+    assert_one_line_error(invoke("evaluate", run_copy), "outputs 7 classes but labels.txt lists 8")
+    (run_copy / "model.keras").write_bytes(b"not a zip archive")
+    assert_one_line_error(invoke("evaluate", run_copy), "is not a Keras .keras file")
+
+
+def test_evaluate_unwritable_outputs_are_one_line(run_copy, tmp_path):
+    (tmp_path / "afile").write_text("")
+    assert_one_line_error(invoke("evaluate", run_copy, "--out", tmp_path / "afile" / "m.json"), "cannot write")
+    assert_one_line_error(invoke("evaluate", run_copy, "--isic-csv", tmp_path / "afile" / "s.csv"), "cannot write")
+
+
+def test_evaluate_run_json_without_the_dataset(run_copy):
+    info = json.loads((run_copy / "run.json").read_text())
+    del info["data"]
+    (run_copy / "run.json").write_text(json.dumps(info))
+    assert_one_line_error(invoke("evaluate", run_copy), "does not name the run's dataset")

@@ -179,8 +179,11 @@ def _preprocess(records: Sequence[Any], input_hw: tuple[int, int]) -> np.ndarray
 def _build(root: Path, chosen: Sequence[Any], key: dict[str, Any], labels: Sequence[str],
            dataset_root: Path) -> dict[str, Any]:
     images = _preprocess(chosen, tuple(key["input_size"]))
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    except OSError as e:
+        raise _cannot_store(root, e) from None
     try:
         np.save(tmp / ARRAY_FILE, images, allow_pickle=False)
         manifest = {
@@ -199,7 +202,14 @@ def _build(root: Path, chosen: Sequence[Any], key: dict[str, Any], labels: Seque
         if root.exists():
             shutil.rmtree(root)
         tmp.rename(root)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise _cannot_store(root, e) from None
         raise
     return manifest
+
+
+def _cannot_store(root: Path, e: OSError) -> TrainError:
+    return TrainError(f"Cannot store the calibration set in {root.parent}: {e.strerror or e}.",
+                      "Pass a writable --calibration-dir with free space.")

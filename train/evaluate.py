@@ -76,11 +76,13 @@ def evaluate(run: Path, *, data: Path | None = None, split: str = "test", batch_
         raise TrainError(f"--batch-size {batch_size} must be at least 1")
     records, name, labelled = _records(r, data, split, isic_csv is not None, report)
     report(f"evaluating {len(records)} images ({name}) with {r.folder / 'model.keras'}")
-    import keras  # noqa: PLC0415
+    from train.quiet import import_tensorflow  # noqa: PLC0415
 
+    import_tensorflow()
+    from train.model import load_trained  # noqa: PLC0415
     from train.training import predict_records  # noqa: PLC0415
 
-    model = keras.models.load_model(r.folder / "model.keras")
+    model = load_trained(r.folder / "model.keras", r.labels)
     if labelled:
         y, probs, kept = predict_records(model, records, r.labels, r.image_size, batch_size)
     else:  # any label will do: it is not used
@@ -89,10 +91,14 @@ def evaluate(run: Path, *, data: Path | None = None, split: str = "test", batch_
     unreadable = len(records) - len(kept)
     if unreadable:
         report(f"warning: {unreadable} image(s) could not be read and were skipped")
-    csv_path = write_isic_csv(Path(isic_csv), kept, probs, r.labels) if isic_csv else None
-    if not labelled:
-        return EvalResult(name, len(kept), None, None, (), csv_path, unreadable, ())
-    return _write_metrics(r, name, y, probs, out, csv_path, unreadable)
+    try:
+        csv_path = write_isic_csv(Path(isic_csv), kept, probs, r.labels) if isic_csv else None
+        if not labelled:
+            return EvalResult(name, len(kept), None, None, (), csv_path, unreadable, ())
+        return _write_metrics(r, name, y, probs, out, csv_path, unreadable)
+    except OSError as e:
+        raise TrainError(f"cannot write {e.filename or 'the results'}: {e.strerror or e}; "
+                         "choose a writable --out / --isic-csv") from None
 
 
 def _write_metrics(r: Run, name: str, y, probs, out, csv_path, unreadable: int) -> EvalResult:
@@ -112,7 +118,9 @@ def _records(r: Run, data: Path | None, split: str, predictions_only_ok: bool,
              report: Report) -> tuple[list[Record], str, bool]:
     """(records, name for the output files, whether they carry labels)."""
     if data is None:
-        dataset = load(Path(r.info.get("data", "")), strict=False)
+        if not r.info.get("data"):
+            raise TrainError(f"{r.folder / 'run.json'} does not name the run's dataset; pass --data")
+        dataset = load(Path(r.info["data"]), strict=False)
         try:
             splits = read_split_csv(r.folder / "split.csv", dataset)
         except DatasetError as e:

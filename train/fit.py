@@ -73,7 +73,7 @@ def fit(data: Path, out: Path, *, image_size: int = 224, alpha: float = 1.0, wei
                         val_fraction, test_fraction, strict, oversample, patience, dropout)
     _check_settings(settings)
     out = Path(out).expanduser().absolute()
-    _check_out(out, force)
+    _check_out(out, Path(data), force)
     report = report or (lambda message: None)
     dataset = load(data, strict)
     for warning in dataset.warnings:
@@ -83,11 +83,17 @@ def fit(data: Path, out: Path, *, image_size: int = 224, alpha: float = 1.0, wei
         class_counts(dataset.records, dataset.labels)  # every label is one of the model's
     except DatasetError as e:
         raise TrainError(str(e)) from None
+    from train.quiet import import_tensorflow  # noqa: PLC0415
+
+    import_tensorflow()
     from train import training  # noqa: PLC0415  (TensorFlow from here on)
 
     strategy = training.choose_strategy()
     tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(3)}"
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise TrainError(f"cannot create {tmp}: {e.strerror or e}; choose another --out") from None
     try:
         outcome = training.train(dataset, splits, tmp, settings, strategy, report)
         result = _finish(Path(data), dataset, splits, tmp, out, settings, outcome, force,
@@ -125,6 +131,9 @@ def _check_settings(s: Settings) -> None:
         (s.fine_tune_layers < 1, f"--fine-tune-layers {s.fine_tune_layers} must be at least 1"),
         (s.batch_size < 1, f"--batch-size {s.batch_size} must be at least 1"),
         (not 0 < s.lr < 1, f"--lr {s.lr} must lie between 0 and 1"),
+        (not (0 < s.val_fraction < 1 and 0 < s.test_fraction < 1 and s.val_fraction + s.test_fraction < 1),
+         f"--val-fraction {s.val_fraction} and --test-fraction {s.test_fraction} must each lie between 0 and 1 "
+         "and add up to less than 1"),
         (s.patience < 1, f"--patience {s.patience} must be at least 1"),
         (not 0 <= s.dropout < 1, f"dropout {s.dropout} must lie in [0, 1)"),
     ]
@@ -133,11 +142,14 @@ def _check_settings(s: Settings) -> None:
             raise TrainError(message)
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _check_out(out: Path, data: Path, force: bool) -> None:
     if out.exists() and not force:
         raise TrainError(f"{out} already exists; choose another --out or pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise TrainError(f"{out} is a file; --out must name a folder")
+    data = data.expanduser().resolve()
+    if out.resolve() == data or out.resolve() in data.parents:
+        raise TrainError(f"--out {out} holds the dataset {data}; a run folder must be somewhere else")
 
 
 def _finish(data: Path, dataset, splits: Mapping[str, Sequence[Record]], tmp: Path, out: Path, settings: Settings,

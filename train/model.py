@@ -9,6 +9,8 @@ stay in inference mode in both phases (the standard Keras transfer-learning reci
 from __future__ import annotations
 
 import re
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -179,3 +181,20 @@ def unfreeze_model(model: keras.Model, n_layers: int, lr: float) -> int:
         trainable += layer.trainable and bool(layer.weights)
     compile_model(model, lr)
     return trainable
+
+
+def load_trained(path: Path, labels: Sequence[str]) -> keras.Model:
+    """A run's model.keras for inference; TrainError when it cannot be read or does not fit `labels`."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise TrainError(f"{path} is not a Keras .keras file (not a zip archive); train the run again")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200].rstrip(".")
+        raise TrainError(f"cannot load {path} ({reason}); train the run again") from None
+    classes = model.output_shape[-1]
+    if classes != len(labels):
+        raise TrainError(f"{path} outputs {classes} classes but labels.txt lists {len(labels)}; "
+                         "use the labels.txt written with the model")
+    return model

@@ -8,16 +8,13 @@ outputs so ``edge verify`` can prove a device computes the same thing.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from io import StringIO
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from edge.tflite_file import read_tflite
 from edge.verify import EDGETPU_TOLERANCE_STEPS
 from train.calibration import DEFAULT_DIR, DEFAULT_SIZE, CalibrationSet, prepare_calibration
 from train.errors import TrainError
+from train.quiet import captured, import_tensorflow
 
 IO_TYPES = ("uint8", "int8")
 GOLDEN_COUNT = 8
@@ -101,8 +99,7 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
     if io not in IO_TYPES:
         raise TrainError(f"Unknown --io {io!r}.", "Use uint8 or int8.")
     out = Path(out)
-    if out.exists() and not force:
-        raise TrainError(f"{out} already exists.", "Choose another --out or pass --force to replace it.")
+    _check_out(out, Path(run), force)
     r = _open_run(Path(run), data)
     model, input_hw = _load_keras(r)
     calibration = prepare_calibration(r.splits["train"], run=r.root, labels=r.labels, input_hw=input_hw,
@@ -125,9 +122,13 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
                                  "anyway; a larger --calibration-size or a better-trained model may help.", result)
         extra = {"provenance": _provenance(r), "quantization": _quantization_meta(io), "metrics": metrics,
                  "calibration": calibration.manifest, "conversion_seconds": seconds, "golden": golden}
-        bundle = write_bundle(out, model=int8_path, float_model=float_path, labels=r.labels, name=name or out.name,
-                              extra=extra, force=force,
-                              extra_files={f: tmp / f for f in (GOLDEN_INPUTS, GOLDEN_OUTPUTS)})
+        try:
+            bundle = write_bundle(out, model=int8_path, float_model=float_path, labels=r.labels,
+                                  name=name or out.name, extra=extra, force=force,
+                                  extra_files={f: tmp / f for f in (GOLDEN_INPUTS, GOLDEN_OUTPUTS)})
+        except OSError as e:
+            raise TrainError(f"Cannot write the bundle {out}: {e.strerror or e}.",
+                             "Nothing was written; free disk space or choose another --out.") from None
     result = _replace(result, bundle=bundle)
     if edgetpu:
         from train.edgetpu_compile import compile_bundle  # noqa: PLC0415
@@ -139,6 +140,21 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
             raise QuantizeFailed(f"The int8 bundle {bundle} is complete, but Edge TPU compilation failed: "
                                  f"{e.message}", e.hint, result) from None
     return result
+
+
+def _check_out(out: Path, run: Path, force: bool) -> None:
+    """Refuse an --out that exists (unless --force), is a file, holds the run, or whose folder cannot be made."""
+    if out.exists() and not force:
+        raise TrainError(f"{out} already exists.", "Choose another --out or pass --force to replace it.")
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"{out} is a file.", "--out must name a bundle folder, e.g. models/NAME.")
+    resolved = out.resolve()
+    if resolved == run.resolve() or resolved in run.resolve().parents:
+        raise TrainError(f"--out {out} would replace the run folder {run}.", "Choose another --out.")
+    try:  # now, not after minutes of conversion
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainError(f"Cannot create {out.parent}: {e.strerror or e}.", "Choose another --out.") from None
 
 
 def _replace(result: QuantizeResult, **changes: Any) -> QuantizeResult:
@@ -162,7 +178,12 @@ def _open_run(run: Path, data: str | Path | None) -> _Run:
         info = json.loads((run / "run.json").read_text(encoding="utf-8"))
     except ValueError as e:
         raise TrainError(f"{run / 'run.json'} is not valid JSON ({e}).", "Train the run again.") from None
-    root = Path(data) if data is not None else Path(info.get("data", ""))
+    if not isinstance(info, dict):
+        raise TrainError(f"{run / 'run.json'} is not a run description (a JSON object).", "Train the run again.")
+    if data is None and not info.get("data"):
+        raise TrainError(f"{run / 'run.json'} does not name the dataset it was trained on.",
+                         "Pass --data with the dataset the run was trained on.")
+    root = Path(data if data is not None else info["data"])
     from train.datasets import DatasetError, load_dataset, read_split_csv  # noqa: PLC0415
 
     try:
@@ -181,22 +202,15 @@ def _open_run(run: Path, data: str | Path | None) -> _Run:
 
 def _load_keras(r: _Run) -> tuple[Any, tuple[int, int]]:
     """RUN/model.keras rebuilt with a static batch size of 1 (the Edge TPU rejects dynamic shapes)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _captured():  # TensorFlow's start-up chatter
-        import keras  # noqa: PLC0415
-        import tensorflow  # noqa: F401, PLC0415
+    import_tensorflow()
+    import keras  # noqa: PLC0415
 
-    try:
-        model = keras.saving.load_model(r.root / "model.keras", compile=False)
-    except (ValueError, TypeError, OSError) as e:
-        raise TrainError(f"Cannot load {r.root / 'model.keras'}: {_first_line(e)}.", "Train the run again.") from None
+    from train.model import load_trained  # noqa: PLC0415
+
+    model = load_trained(r.root / "model.keras", r.labels)
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[3] != 3 or None in shape[1:]:
         raise TrainError(f"{r.root / 'model.keras'} takes input {shape}, not a fixed-size RGB image.")
-    classes = model.output_shape[-1]
-    if classes != len(r.labels):
-        raise TrainError(f"{r.root / 'model.keras'} outputs {classes} classes but labels.txt lists {len(r.labels)}.",
-                         "Use the labels.txt written with the model.")
     inp = keras.Input(shape=shape[1:], batch_size=1, name="image")
     return keras.Model(inp, model(inp, training=False)), (int(shape[1]), int(shape[2]))
 
@@ -226,7 +240,7 @@ def _convert(model: Any, calibration: CalibrationSet | None, io: str) -> bytes:
         conv.inference_input_type = conv.inference_output_type = tf.uint8 if io == "uint8" else tf.int8
     kind = "int8" if calibration is not None else "float32"
     error: Exception | None = None
-    with _captured() as log, warnings.catch_warnings():
+    with captured() as log, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         try:
             return conv.convert()
@@ -235,28 +249,6 @@ def _convert(model: Any, calibration: CalibrationSet | None, io: str) -> bytes:
     detail = _error_line(str(error)) or _error_line(log.getvalue()) or _first_line(error)
     raise TrainError(f"TensorFlow could not convert the model to {kind} TFLite: {detail}.",
                      "Only TFLite builtin int8 ops are allowed: replace the layer it names.")
-
-
-@contextlib.contextmanager
-def _captured() -> Iterator[StringIO]:
-    """Keep the converter's chatter (Python and native) off the terminal; hand it back as text."""
-    text = StringIO()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as native:
-        os.dup2(native.fileno(), 1)
-        os.dup2(native.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
-                yield text
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            native.seek(0)
-            text.write(native.read().decode("utf-8", "replace"))
 
 
 def _error_line(text: str) -> str:
@@ -323,7 +315,7 @@ def _evaluate(float_path: Path, int8_path: Path, r: _Run, tmp: Path) -> tuple[di
     from edge.model import load_model  # noqa: PLC0415
     from train.metrics import evaluate_predictions  # noqa: PLC0415
 
-    with _captured():  # the runtime announces its CPU delegate
+    with captured():  # the runtime announces its CPU delegate
         fm, qm = load_model(float_path, device="cpu"), load_model(int8_path, device="cpu")
     h, w = qm.spec.height, qm.spec.width
     records = r.splits["test"]

@@ -138,6 +138,9 @@ def _prepare_folder(out: Path) -> None:
         readme = out / "README.txt"
         if not (readme.is_file() and readme.read_text(encoding="utf-8", errors="replace").startswith("SYNTHETIC")):
             raise SampleDataError(f"{out} is not empty; choose an empty or new folder for the sample data")
+        # the metadata and video go first: an interrupted rewrite must not look like a complete dataset
+        for stale in (HAM_METADATA, "sample_video.mp4", "sample_video.avi"):
+            (out / stale).unlink(missing_ok=True)
         for folder in IMAGE_DIRS:
             for image in (out / folder).glob("ISIC_*.jpg"):
                 image.unlink()
