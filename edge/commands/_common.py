@@ -12,7 +12,7 @@ import typer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-ModelArg = Annotated[Path, typer.Argument(help="A model bundle folder or a .tflite file.", show_default=False)]
+ModelArg = Annotated[Path, typer.Argument(metavar="MODEL", help="A model bundle folder or a .tflite file.", show_default=False)]
 ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="A model bundle folder or a .tflite file.",
                                         show_default=False)]
 DeviceOpt = Annotated[str, typer.Option(

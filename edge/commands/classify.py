@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def classify(
-    images: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, BMP, TIFF).", show_default=False)],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", help="Image files (JPEG, PNG, BMP, TIFF).", show_default=False)],
     model: ModelOpt,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to report.")] = 3,
     device: DeviceOpt = "auto",

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def compile_edgetpu(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `train quantize`.", show_default=False)],
+    bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="Bundle folder written by `train quantize`.", show_default=False)],
     allow_cpu_ops: Annotated[bool, typer.Option("--allow-cpu-ops",
                                                 help="Keep the result even if ops run on the CPU.")] = False,
 ) -> None:

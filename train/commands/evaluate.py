@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run folder written by `train fit`.", show_default=False)],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `train fit`.", show_default=False)],
     data: Annotated[Path | None, typer.Option("--data", help="Another dataset: every image in it is "
                                               "evaluated \\[default: the run's own dataset].")] = None,
     split: Annotated[str, typer.Option("--split", help="train, val, test or all (the run's dataset).")] = "test",

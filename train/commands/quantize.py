@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def quantize(
-    run: Annotated[Path, typer.Argument(help="Run folder written by `train fit`.", show_default=False)],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder written by `train fit`.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write, e.g. models/NAME.",
                                       show_default=False)],
     io: Annotated[str, typer.Option("--io", help="Input/output type of the int8 model: uint8 or int8.")] = "uint8",

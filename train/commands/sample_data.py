@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def sample_data(
-    out: Annotated[Path, typer.Argument(help="Folder to write (new, empty, or a previous sample).",
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write (new, empty, or a previous sample).",
                                         show_default=False)],
     lesions: Annotated[int, typer.Option("--lesions", min=21, help="Number of lesions (3+ per class).")] = 120,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same data.")] = 0,
