@@ -142,3 +142,19 @@ def bundle(quantized, tmp_path) -> Path:
     dest = tmp_path / "bundle"
     shutil.copytree(quantized["bundle"], dest)
     return dest
+
+
+@pytest.fixture()
+def no_tpu(monkeypatch) -> list:
+    """No Edge TPU on this machine, faked at the seam edge.model uses; records each device tried."""
+    from edge import edgetpu
+    from edge.errors import DelegateError
+
+    tried: list = []
+
+    def load(load_delegate, device=None):
+        tried.append(device)
+        raise DelegateError("No Edge TPU runtime: libedgetpu.so.1 is not installed.")
+
+    monkeypatch.setattr(edgetpu, "load_edgetpu_delegate", load)
+    return tried

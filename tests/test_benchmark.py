@@ -391,20 +391,12 @@ def test_input_too_small_names_the_option(tflite_models, tmp_path):
     assert result.exit_code == 1 and errors == ["error: tiny_float.tflite: --input: image too small (1x1)"]
 
 
-def test_bundle_int8_row_is_model_tflite_even_with_an_edgetpu_build(fresh_bundle, tmp_path, monkeypatch):
+def test_bundle_int8_row_is_model_tflite_even_with_an_edgetpu_build(fresh_bundle, tmp_path, no_tpu):
     """With an Edge TPU build in the bundle, the int8 row still measures model.tflite on the CPU."""
-    from edge import edgetpu
     from edge.bundle import add_file
-    from edge.errors import DelegateError
 
     add_file(fresh_bundle, "model_edgetpu.tflite", fresh_bundle / "model.tflite")
-    tried = []
-
-    def no_tpu(load_delegate, device=None):
-        tried.append(device)
-        raise DelegateError("No Edge TPU runtime: libedgetpu.so.1 is not installed.")
-
-    monkeypatch.setattr(edgetpu, "load_edgetpu_delegate", no_tpu)
+    tried = no_tpu
     result, data = run_json(tmp_path, "-m", fresh_bundle, "--all-variants", "--runs", 3)
     assert result.exit_code == 1  # the Edge TPU row fails alone
     flt, int8, tpu = data["models"]

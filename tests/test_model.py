@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from conftest import INPUT_HW, LABELS, colour_image
-from edge import edgetpu
 from edge.bundle import open_bundle
 from edge.errors import BundleError, DelegateError, ModelError
 from edge.model import load_model
@@ -180,17 +179,11 @@ def test_edgetpu_device_without_runtime_gives_diagnosis(bundle_dir):
     assert "\n" not in line and "libedgetpu" in line and "plugdev" in line and "apt-get install" in line
 
 
-def test_auto_falls_back_to_cpu_and_says_so(fresh_bundle, odd_models, monkeypatch):
+def test_auto_falls_back_to_cpu_and_says_so(fresh_bundle, odd_models, no_tpu):
     from edge.bundle import add_file
 
     add_file(fresh_bundle, "model_edgetpu.tflite", odd_models["edgetpu"])
-    seen = []
-
-    def no_tpu(load_delegate, device=None):
-        seen.append(device)
-        raise DelegateError("No Edge TPU runtime: libedgetpu.so.1 is not installed.")
-
-    monkeypatch.setattr(edgetpu, "load_edgetpu_delegate", no_tpu)
+    seen = no_tpu
     model = load_model(fresh_bundle, device="auto")
     assert model.device == "cpu" and model.path.name == "model.tflite" and seen == [None]
     assert any("running model.tflite on the CPU" in n for n in model.notes)
@@ -219,18 +212,12 @@ def test_edge_never_imports_tensorflow(bundle_dir, colour_files):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_file_named_explicitly_is_the_file_that_runs(fresh_bundle, monkeypatch):
+def test_a_file_named_explicitly_is_the_file_that_runs(fresh_bundle, no_tpu):
     """Only a bundle folder picks its Edge TPU build; naming model.tflite runs model.tflite."""
     from edge.bundle import add_file
 
     add_file(fresh_bundle, "model_edgetpu.tflite", fresh_bundle / "model.tflite")
-    seen = []
-
-    def no_tpu(load_delegate, device=None):
-        seen.append(device)
-        raise DelegateError("No Edge TPU runtime: libedgetpu.so.1 is not installed.")
-
-    monkeypatch.setattr(edgetpu, "load_edgetpu_delegate", no_tpu)
+    seen = no_tpu
     explicit = load_model(fresh_bundle / "model.tflite", device="auto")
     assert explicit.path.name == "model.tflite" and explicit.device == "cpu"
     assert seen == [] and explicit.notes == ()  # the Edge TPU was never tried, so nothing fell back
