@@ -65,7 +65,7 @@ def ensure_models(cache: Path) -> dict[str, Path]:
 
 def bare_loop_p50(path: Path, runs: int, warmup: int) -> float:
     """A plain interpreter and a plain loop: the floor any benchmark tool can reach."""
-    from edge.runtime import get_runtime
+    from edge.backends.runtime import get_runtime
 
     it = get_runtime().Interpreter(model_path=str(path), num_threads=1)
     it.allocate_tensors()
@@ -83,7 +83,7 @@ def bare_loop_p50(path: Path, runs: int, warmup: int) -> float:
 
 def prepare_p50(path: Path, runs: int) -> tuple[float, str]:
     """Model.prepare (centre crop, area resize, quantize) of a 640x480 camera-like frame."""
-    from edge.model import load_model
+    from edge.model.load import load_model
 
     model = load_model(path, device="cpu", threads=1)
     i = model.spec.input
@@ -114,8 +114,8 @@ def main() -> int:
         return 0
     paths = ensure_models(args.cache)
 
-    from edge.benchmark import bench_model
-    from edge.machine import machine_info
+    from edge.bench.latency import bench_model
+    from edge.bench.machine import machine_info
 
     machine = machine_info()
     v = machine.versions

@@ -48,7 +48,7 @@ def build(cache: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from edge.bundle import write_bundle
+    from edge.model.bundle import write_bundle
 
     for name, (alpha, side) in MODELS.items():
         keras.utils.set_random_seed(0)
@@ -96,8 +96,8 @@ def write_video(path: Path, fps: float, frames: int, size: tuple[int, int] = (64
 def source_rate(pipeline, video: Path) -> float:
     """Frames per second the capture thread alone delivers from a file read as fast as possible
     (decode, quality measures, preprocessing; no inference)."""
-    from edge.capture import Capture
-    from edge.sources import VideoFileSource
+    from edge.sources.capture import Capture
+    from edge.sources.opencv import VideoFileSource
 
     cap = Capture(VideoFileSource(video), realtime=False, prepare=pipeline.prepare, log=lambda m: None)
     t0 = time.perf_counter()
@@ -109,8 +109,8 @@ def source_rate(pipeline, video: Path) -> float:
 
 
 def throughput(model, video: Path, realtime: bool) -> dict:
-    from edge.pipeline import Pipeline, PipelineOptions
-    from edge.sources import VideoFileSource
+    from edge.run.pipeline import Pipeline, PipelineOptions
+    from edge.sources.opencv import VideoFileSource
 
     source = VideoFileSource(video)
     pipeline = Pipeline(model, source, (), PipelineOptions(realtime=realtime), log=lambda m: None)
@@ -134,8 +134,8 @@ def throughput(model, video: Path, realtime: bool) -> dict:
 def throughput_rounds(bundle: Path, camera_video: Path, model_size_video: Path, threads: int | None,
                       rounds: int) -> list[dict]:
     """Both cases, alternating, ``rounds`` times; per case the round with the median ratio."""
-    from edge.daemon import default_threads
-    from edge.model import load_model
+    from edge.run.daemon import default_threads
+    from edge.model.load import load_model
 
     model = load_model(bundle, device="cpu", threads=threads or default_threads())
     runs: dict[str, list[dict]] = {"camera": [], "model_size": []}
@@ -191,17 +191,17 @@ def _viewer(url: str, every: float, stop: threading.Event) -> None:
 def memory(bundle: Path, frames: int, tmp: Path) -> dict:
     import psutil
 
-    from edge.model import load_model
-    from edge.notify import Notifier, NotifySink
-    from edge.pipeline import Pipeline, PipelineOptions
-    from edge.sinks import JsonlSink, TerminalSink
+    from edge.model.load import load_model
+    from edge.outputs.notify import Notifier, NotifySink
+    from edge.run.pipeline import Pipeline, PipelineOptions
+    from edge.outputs.sinks import JsonlSink, TerminalSink
 
     model = load_model(bundle, device="cpu")
     proc = psutil.Process()
     pipeline = Pipeline(model, FastCamera(), (), PipelineOptions(max_frames=frames), log=lambda m: None)
     sinks = [TerminalSink(quiet=True), JsonlSink(tmp / "memory.jsonl"), NotifySink(Notifier({}))]
     try:
-        from edge.server import LiveServer
+        from edge.outputs.server import LiveServer
 
         server = LiveServer("127.0.0.1", 0, stats=pipeline.stats_dict).start()
         sinks.append(server)

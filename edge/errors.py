@@ -39,3 +39,13 @@ class SourceError(EdgeError):
 
 class ConfigError(EdgeError):
     """A configuration file or option is invalid."""
+
+
+def first_line(error: BaseException, *, last: bool = False, limit: int = 240) -> str:
+    """One line that says what ``error`` is: its message's first non-blank line (``last``: the last
+    one, where a library puts the cause at the end, as OpenCV does), else the exception's type name.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return (lines[-1] if last else lines[0])[:limit]

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge import DISCLAIMER
-from edge.postprocess import Prediction
+from edge.ops.postprocess import Prediction
 
 # status values
 OK = "ok"

@@ -31,7 +31,7 @@ def colour_image(name: str, hw: tuple[int, int] = (120, 160), seed: int = 0) -> 
 
 
 def _training_set(n_per_class: int = 24):
-    from edge.preprocess import fit_to_input
+    from edge.ops.preprocess import fit_to_input
 
     xs, ys = [], []
     for label, name in enumerate(LABELS):
@@ -96,7 +96,7 @@ def tflite_models(keras_model, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def bundle_dir(tflite_models, tmp_path_factory) -> Path:
     """A bundle (uint8-I/O int8 model + float model) as `train quantize` writes it."""
-    from edge.bundle import write_bundle
+    from edge.model.bundle import write_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     return write_bundle(out, model=tflite_models["uint8"], float_model=tflite_models["float"],
@@ -146,8 +146,8 @@ def bundle(quantized, tmp_path) -> Path:
 
 @pytest.fixture()
 def no_tpu(monkeypatch) -> list:
-    """No Edge TPU on this machine, faked at the seam edge.model uses; records each device tried."""
-    from edge import edgetpu
+    """No Edge TPU on this machine, faked at the seam edge.model.load uses; records each device tried."""
+    from edge.backends import edgetpu
     from edge.errors import DelegateError
 
     tried: list = []

@@ -163,7 +163,7 @@ def write_dataset(root: Path) -> Path:
 
 def write_run(run: Path, model, data: Path) -> Path:
     """A run folder as `train fit` writes it (the files `train quantize` reads)."""
-    from train.datasets import load_dataset, split_by_lesion, write_split_csv
+    from edge.data.datasets import load_dataset, split_by_lesion, write_split_csv
 
     run.mkdir(parents=True)
     model.save(run / "model.keras")
@@ -180,7 +180,7 @@ def write_run(run: Path, model, data: Path) -> Path:
 def build_quantized(keras_model, tmp_path_factory) -> dict[str, Path]:
     """Once per test session: dataset, run folder, calibration folder and a quantized bundle."""
     if not _BUILT:
-        from train.quantize import quantize
+        from train.export.quantize import quantize
 
         base = tmp_path_factory.mktemp("quantize")
         data = write_dataset(base / "data")

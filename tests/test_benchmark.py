@@ -256,7 +256,7 @@ def test_never_imports_tensorflow(bundle_dir, eval_dir, colour_video, tmp_path):
         "        assert not e.code, e.code\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'sklearn', 'matplotlib')]\n"
         "assert not heavy, heavy\n"
-        "assert 'train.datasets' in sys.modules\n"
+        "assert 'edge.data.datasets' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
 
@@ -267,7 +267,7 @@ def test_never_imports_tensorflow(bundle_dir, eval_dir, colour_video, tmp_path):
 def test_metrics_match_scikit_learn():
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
-    from edge.metrics import score
+    from edge.ops.metrics import score
 
     rng = np.random.default_rng(3)
     labels = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -283,7 +283,7 @@ def test_metrics_match_scikit_learn():
 
 
 def test_latency_stats_order():
-    from edge.benchmark import LatencyStats
+    from edge.bench.latency import LatencyStats
 
     s = LatencyStats.from_ns(np.array([3_000_000, 1_000_000, 2_000_000, 10_000_000]))
     assert s.count == 4 and s.min == 1.0 and s.max == 10.0 and s.p50 == 2.5 and s.mean == 4.0
@@ -291,7 +291,7 @@ def test_latency_stats_order():
 
 
 def test_cpu_model_and_machine_warnings():
-    from edge.machine import cpu_model, machine_warnings
+    from edge.bench.machine import cpu_model, machine_warnings
 
     pi = "processor\t: 0\nBogoMIPS\t: 108.00\n\nHardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
     assert cpu_model(pi) == "Raspberry Pi 4 Model B Rev 1.4"
@@ -367,8 +367,7 @@ def test_end_to_end_source_that_cannot_be_opened(tflite_models, tmp_path):
     (("--plot", "{tmp}"), "--plot {tmp} is a folder"),
 ])
 def test_unwritable_outputs_refused_before_measuring(tflite_models, tmp_path, monkeypatch, args, needle):
-    from edge import benchmark as bench
-
+    from edge.bench import latency as bench
     monkeypatch.setattr(bench, "bench_model", lambda *a, **k: pytest.fail("measured before refusing"))
     fill = {"missing": tmp_path / "no-such-folder", "tmp": tmp_path}
     result = invoke("-m", tflite_models["float"], *[a.format(**fill) for a in args])
@@ -393,7 +392,7 @@ def test_input_too_small_names_the_option(tflite_models, tmp_path):
 
 def test_bundle_int8_row_is_model_tflite_even_with_an_edgetpu_build(fresh_bundle, tmp_path, no_tpu):
     """With an Edge TPU build in the bundle, the int8 row still measures model.tflite on the CPU."""
-    from edge.bundle import add_file
+    from edge.model.bundle import add_file
 
     add_file(fresh_bundle, "model_edgetpu.tflite", fresh_bundle / "model.tflite")
     tried = no_tpu

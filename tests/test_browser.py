@@ -23,8 +23,8 @@ from conftest import colour_image
 from helpers import Feeder, wait_until
 
 from edge import DISCLAIMER
-from edge.model import load_model
-from edge.server import LiveServer
+from edge.model.load import load_model
+from edge.outputs.server import LiveServer
 
 pytestmark = pytest.mark.browser
 
@@ -118,7 +118,7 @@ def test_page_shows_the_stream_and_a_label_that_updates(browser, model, tmp_path
 
 
 def test_page_says_uncertain_instead_of_a_label(browser, model):
-    from edge.postprocess import Prediction
+    from edge.ops.postprocess import Prediction
     from edge.results import UNCERTAIN, FrameResult
 
     live = LiveServer("127.0.0.1", 0).start()

@@ -18,7 +18,7 @@ import cv2
 import pytest
 
 from conftest import colour_image
-from edge.config import ConfigError, RunConfig, load_config, with_overrides
+from edge.run.config import ConfigError, RunConfig, load_config, with_overrides
 from helpers import MJPEGCamera, drain, notify_listener, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def test_flags_override_the_config(tmp_path, monkeypatch):
 
 
 def test_example_config_documents_and_validates_every_key():
-    from edge.config import TABLES, TOP
+    from edge.run.config import TABLES, TOP
 
     text = (ROOT / "systemd" / "edge.toml").read_text()
     cfg = load_config(ROOT / "systemd" / "edge.toml")
@@ -313,7 +313,7 @@ def test_lost_stream_reconnects_then_exits_non_zero(bundle_dir, tmp_path, notify
 
 
 def test_demo_sample_video_shows_the_gate_and_smoothing(bundle_dir, tmp_path):
-    sample_data = pytest.importorskip("train.sample_data")
+    sample_data = pytest.importorskip("train.data.sample_data")
     data = tmp_path / "sample"
     sample_data.make_sample_dataset(data, n_lesions=21, size=(240, 180), seed=0)
     video = sample_data.make_sample_video(tmp_path / "sample.mp4", data, seconds=8, fps=15, size=(320, 240))

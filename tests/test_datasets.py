@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from train.datasets import (
+from edge.data.datasets import (
     LABELS,
     DatasetError,
     Record,

@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import LABELS
-from edge import doctor
-from edge import hardware as hw
+from edge.device import doctor
+from edge.device import hardware as hw
 from edge.cli import app
-from edge.doctor import FAIL, PASS, WARN
-from edge.hardware import Roots
+from edge.device.doctor import FAIL, PASS, WARN
+from edge.device.hardware import Roots
 
 runner = CliRunner()
 CHECKS = ["python", "runtime", "numpy_abi", "opencv", "picamera2", "libcamera", "cameras", "edgetpu_library",
@@ -155,7 +155,7 @@ def test_pcie_coral_without_driver(roots):
 
 
 def test_missing_libedgetpu_gives_the_fix(roots):
-    from edge.edgetpu import INSTALL_HINT
+    from edge.backends.edgetpu import INSTALL_HINT
 
     missing = Roots(sys=roots.sys, dev=roots.dev, library="libedgetpu-not-here.so.1")
     check = doctor.check_edgetpu_library(missing, required=False)
@@ -369,8 +369,7 @@ def test_a_bundle_error_without_a_hint_still_gets_a_fix(fresh_bundle):
 
 
 def test_a_runtime_that_is_not_installed_is_no_warning(monkeypatch):
-    from edge import runtime
-
+    from edge.backends import runtime
     fake = runtime.Runtime("tflite-runtime", "2.14.0", object, object,
                            skipped=("ai-edge-litert: No module named 'ai_edge_litert'",))
     monkeypatch.setattr(runtime, "get_runtime", lambda: fake)

@@ -178,7 +178,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 def test_parse_report_of_the_real_compiler():
-    from train.edgetpu_compile import parse_report
+    from train.export.edgetpu_compile import parse_report
 
     r = parse_report(REAL_REPORT)
     assert r.compiler_version == "16.0.384591198" and r.compile_ms == 3173
@@ -193,7 +193,7 @@ def test_parse_report_of_the_real_compiler():
 
 
 def test_parse_report_rejects_other_output():
-    from train.edgetpu_compile import parse_report
+    from train.export.edgetpu_compile import parse_report
     from train.errors import TrainError
 
     with pytest.raises(TrainError, match="not the report"):
@@ -201,8 +201,8 @@ def test_parse_report_rejects_other_output():
 
 
 def test_compile_adds_edgetpu_model_and_report(bundle, compiler_on_path):
-    from edge.bundle import open_bundle
-    from edge.tflite_file import read_tflite
+    from edge.model.bundle import open_bundle
+    from edge.model.tflite_file import read_tflite
 
     before = digest(bundle)
     result = compile_cli(bundle)
@@ -250,7 +250,7 @@ def test_cpu_ops_fail_the_gate_unless_allowed(bundle, compiler_on_path, monkeypa
 
 
 def test_cpu_tail_of_head_ops_passes():
-    from train.edgetpu_compile import gate_problems, parse_report
+    from train.export.edgetpu_compile import gate_problems, parse_report
 
     report = parse_report(REAL_REPORT.replace("subgraphs: 2", "subgraphs: 1"))
     assert gate_problems(report, (), ("FULLY_CONNECTED", "SOFTMAX", "QUANTIZE"), True) == []
@@ -269,7 +269,7 @@ def test_not_a_bundle(tmp_path, compiler_on_path):
 
 
 def test_quantize_edgetpu_without_compiler_keeps_int8_bundle(quantized, tmp_path, monkeypatch):
-    from edge.bundle import open_bundle
+    from edge.model.bundle import open_bundle
     from train.cli import app
 
     out = tmp_path / "tpu"
@@ -285,7 +285,7 @@ def test_quantize_edgetpu_without_compiler_keeps_int8_bundle(quantized, tmp_path
 
 
 def test_quantize_with_edgetpu_compiles_and_verify_falls_back_to_cpu(quantized, tmp_path, compiler_on_path):
-    from edge.bundle import open_bundle
+    from edge.model.bundle import open_bundle
     from edge.cli import app as edge_app
     from train.cli import app
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from edge.errors import ImageError
-from edge.image import decode_image, load_image, to_rgb
+from edge.ops.image import decode_image, load_image, to_rgb
 
 
 def _rgb_pattern(h=30, w=40) -> np.ndarray:

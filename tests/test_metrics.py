@@ -1,11 +1,11 @@
-"""train.metrics against hand-computed examples (and scikit-learn on random data)."""
+"""train.report.metrics against hand-computed examples (and scikit-learn on random data)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from train import metrics as M
+from train.report import metrics as M
 
 LABELS = ("a", "b", "mel")
 # true:  a    a    b    b    mel  mel  mel

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import INPUT_HW, LABELS, colour_image
-from edge.bundle import open_bundle
+from edge.model.bundle import open_bundle
 from edge.errors import BundleError, DelegateError, ModelError
-from edge.model import load_model
-from edge.tflite_file import read_tflite
+from edge.model.load import load_model
+from edge.model.tflite_file import read_tflite
 
 
 def with_custom_op(src: Path, dest: Path, custom_code: str) -> Path:
@@ -88,7 +88,7 @@ def test_bundle_meta_describes_the_model(bundle_dir):
 def test_model_built_once_per_process_not_per_image(bundle_dir, colour_files, monkeypatch):
     from typer.testing import CliRunner
 
-    from edge import model as model_module
+    from edge.model import load as model_module
     from edge.cli import app
 
     built = []
@@ -180,7 +180,7 @@ def test_edgetpu_device_without_runtime_gives_diagnosis(bundle_dir):
 
 
 def test_auto_falls_back_to_cpu_and_says_so(fresh_bundle, odd_models, no_tpu):
-    from edge.bundle import add_file
+    from edge.model.bundle import add_file
 
     add_file(fresh_bundle, "model_edgetpu.tflite", odd_models["edgetpu"])
     seen = no_tpu
@@ -202,10 +202,10 @@ def test_edge_never_imports_tensorflow(bundle_dir, colour_files):
     import subprocess
 
     code = (
-        "import sys, edge.cli, edge.model, edge.info, edge.classify\n"
-        f"m = edge.model.load_model({str(bundle_dir)!r})\n"
-        f"list(edge.classify.classify_files(m, [__import__('pathlib').Path({str(colour_files['red'])!r})]))\n"
-        "edge.info.inspect_model(m.path)\n"
+        "import sys, edge.cli, edge.model.load, edge.model.info, edge.model.classify\n"
+        f"m = edge.model.load.load_model({str(bundle_dir)!r})\n"
+        f"list(edge.model.classify.classify_files(m, [__import__('pathlib').Path({str(colour_files['red'])!r})]))\n"
+        "edge.model.info.inspect_model(m.path)\n"
         "bad = [k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras')]\n"
         "assert not bad, bad\n"
     )
@@ -214,7 +214,7 @@ def test_edge_never_imports_tensorflow(bundle_dir, colour_files):
 
 def test_a_file_named_explicitly_is_the_file_that_runs(fresh_bundle, no_tpu):
     """Only a bundle folder picks its Edge TPU build; naming model.tflite runs model.tflite."""
-    from edge.bundle import add_file
+    from edge.model.bundle import add_file
 
     add_file(fresh_bundle, "model_edgetpu.tflite", fresh_bundle / "model.tflite")
     seen = no_tpu

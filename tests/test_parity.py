@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 
 from conftest import INPUT_HW, LABELS, colour_image
-from edge.image import load_image
-from edge.model import load_model
-from edge.preprocess import fit_to_input
+from edge.ops.image import load_image
+from edge.model.load import load_model
+from edge.ops.preprocess import fit_to_input
 
 
 def _files(tmp_path):
@@ -25,8 +25,8 @@ def _files(tmp_path):
 
 
 def test_training_pipeline_pixels_equal_device_pixels(tmp_path):
-    from train.datasets import Record
-    from train.pipeline import Decoder, decoded
+    from edge.data.datasets import Record
+    from train.fit.inputs import Decoder, decoded
 
     paths = _files(tmp_path)
     records = [Record(p.stem, p.stem, "red", p) for p in paths]

@@ -15,21 +15,21 @@ import pytest
 
 from conftest import LABELS, colour_image
 from edge import DISCLAIMER
-from edge.capture import Frame, Reconnect
+from edge.sources.capture import Frame, Reconnect
 from edge.errors import ImageError, SourceError
-from edge.notify import Notifier, NotifySink
-from edge.pipeline import LOW_CONFIDENCE, Pipeline, PipelineOptions, frame_problem, run_frames
-from edge.quality import QualityThresholds, brightness, gate, measure, sharpness
+from edge.outputs.notify import Notifier, NotifySink
+from edge.run.pipeline import LOW_CONFIDENCE, Pipeline, PipelineOptions, frame_problem, run_frames
+from edge.ops.quality import QualityThresholds, brightness, gate, measure, sharpness
 from edge.results import ERROR, OK, UNCERTAIN, FrameResult
-from edge.sinks import JsonlSink, TerminalSink, status_line
-from edge.smoothing import Smoother
-from edge.sources import VideoFileSource
+from edge.outputs.sinks import JsonlSink, TerminalSink, status_line
+from edge.ops.smoothing import Smoother
+from edge.sources.opencv import VideoFileSource
 from helpers import drain, notify_listener, write_video
 
 
 @pytest.fixture(scope="module")
 def model(bundle_dir):
-    from edge.model import load_model
+    from edge.model.load import load_model
 
     return load_model(bundle_dir, device="cpu", threads=1)
 
@@ -260,7 +260,7 @@ def test_camera_lost_mid_run_raises_after_reconnecting(model):
 
 
 def _result(status=OK, label="red", score=0.9, reasons=()) -> FrameResult:
-    from edge.postprocess import Prediction
+    from edge.ops.postprocess import Prediction
 
     return FrameResult(timestamp=time.time(), frame_index=7, status=status, reasons=reasons,
                        top=(Prediction(0, label, score),), latency_ms=12.0, fps=9.5)

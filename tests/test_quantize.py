@@ -38,7 +38,7 @@ def train_quantize(*args: str):
 
 
 def test_int8_model_is_integer_only_with_raw_pixel_input(quantized):
-    from edge.tflite_file import read_tflite
+    from edge.model.tflite_file import read_tflite
 
     g = read_tflite(quantized["bundle"] / "model.tflite")
     inp, out = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
@@ -52,7 +52,7 @@ def test_int8_model_is_integer_only_with_raw_pixel_input(quantized):
 
 
 def test_model_json_holds_gate_figures_provenance_and_golden(quantized):
-    from edge.bundle import open_bundle, sha256_file
+    from edge.model.bundle import open_bundle, sha256_file
 
     bundle = open_bundle(quantized["bundle"])  # checksums and labels verified
     meta = bundle.meta
@@ -80,7 +80,7 @@ def test_model_json_holds_gate_figures_provenance_and_golden(quantized):
 
 
 def test_golden_outputs_are_what_the_int8_model_computes(quantized):
-    from edge.model import load_model
+    from edge.model.load import load_model
 
     model = load_model(quantized["bundle"], device="cpu", threads=1)
     inputs = np.load(quantized["bundle"] / "golden_inputs.npy")
@@ -100,8 +100,8 @@ def test_result_reports_sizes_and_calibration(quantized):
 
 
 def test_calibration_set_is_stored_from_the_training_split(quantized):
-    from edge.image import load_image
-    from edge.preprocess import fit_to_input
+    from edge.ops.image import load_image
+    from edge.ops.preprocess import fit_to_input
 
     sets = [p for p in quantized["calibration"].iterdir() if not p.name.startswith(".")]
     assert len(sets) == 1
@@ -117,14 +117,14 @@ def test_calibration_set_is_stored_from_the_training_split(quantized):
     assert images.shape == (CALIBRATION_SIZE, *INPUT_HW, 3) and images.dtype == np.uint8
     first = quantized["data"] / manifest["image_labels"][0] / f"{manifest['image_ids'][0]}.jpg"
     np.testing.assert_array_equal(images[0], fit_to_input(load_image(first), *INPUT_HW))
-    from edge.bundle import sha256_file
+    from edge.model.bundle import sha256_file
 
     assert sha256_file(sets[0] / "images.npy") == manifest["array_sha256"]
 
 
 def test_calibration_set_is_reused_and_seeded(quantized):
-    from train.calibration import prepare_calibration
-    from train.datasets import load_dataset, read_split_csv
+    from train.data.calibration import prepare_calibration
+    from edge.data.datasets import load_dataset, read_split_csv
 
     train = read_split_csv(quantized["run"] / "split.csv", load_dataset(quantized["data"]))["train"]
     kw = dict(run=quantized["run"], labels=LABELS, input_hw=INPUT_HW, dataset_root=quantized["data"],
@@ -139,7 +139,7 @@ def test_calibration_set_is_reused_and_seeded(quantized):
     images[0] ^= 1  # as if the preprocessing code had changed since the set was built
     np.save(other.array_path, images)
     manifest = json.loads((other.root / "manifest.json").read_text())
-    from edge.bundle import sha256_file
+    from edge.model.bundle import sha256_file
 
     manifest["array_sha256"] = sha256_file(other.array_path)
     (other.root / "manifest.json").write_text(json.dumps(manifest))
@@ -149,8 +149,8 @@ def test_calibration_set_is_reused_and_seeded(quantized):
 
 
 def test_calibration_sample_feeds_the_full_pixel_range(quantized):
-    from train.calibration import prepare_calibration
-    from train.datasets import load_dataset, read_split_csv
+    from train.data.calibration import prepare_calibration
+    from edge.data.datasets import load_dataset, read_split_csv
 
     train = read_split_csv(quantized["run"] / "split.csv", load_dataset(quantized["data"]))["train"]
     cal = prepare_calibration(train, run=quantized["run"], labels=LABELS, input_hw=INPUT_HW,
@@ -162,7 +162,7 @@ def test_calibration_sample_feeds_the_full_pixel_range(quantized):
 
 
 def test_allocation_keeps_rare_classes():
-    from train.calibration import allocate
+    from train.data.calibration import allocate
 
     counts = allocate({"nv": 670, "mel": 111, "df": 11, "vasc": 14}, 100)
     assert sum(counts.values()) == 100
@@ -172,7 +172,7 @@ def test_allocation_keeps_rare_classes():
 
 
 def _records(counts: dict[str, int]):
-    from train.datasets import Record
+    from edge.data.datasets import Record
 
     return [Record(f"{c}_{i}", f"L{c}{i}", c, Path(f"/nowhere/{c}_{i}.jpg"))
             for c, n in counts.items() for i in range(n)]
@@ -184,7 +184,7 @@ def _records(counts: dict[str, int]):
     ({"red": 10, "green": 10, "blue": 10, "yellow": 10}, 10, "10 images is too small"),
 ])
 def test_calibration_refuses_bad_sets(counts, size, message):
-    from train.calibration import select
+    from train.data.calibration import select
     from train.errors import TrainError
 
     with pytest.raises(TrainError, match=message) as err:
@@ -193,7 +193,7 @@ def test_calibration_refuses_bad_sets(counts, size, message):
 
 
 def test_calibration_selection_is_seeded_and_stratified():
-    from train.calibration import select
+    from train.data.calibration import select
 
     records = _records({"red": 60, "green": 30, "blue": 5, "yellow": 1})
     a, b = select(records, LABELS, 40, 7), select(records, LABELS, 40, 7)
@@ -207,8 +207,8 @@ def test_calibration_selection_is_seeded_and_stratified():
 
 
 def test_out_exists_is_refused_then_force_with_int8_io(quantized, tmp_path):
-    from edge.bundle import open_bundle
-    from edge.tflite_file import read_tflite
+    from edge.model.bundle import open_bundle
+    from edge.model.tflite_file import read_tflite
 
     out = tmp_path / "bundle"
     out.mkdir()
@@ -293,7 +293,7 @@ def test_conversion_error_is_one_line():
     import keras
 
     from train.errors import TrainError
-    from train.quantize import _convert
+    from train.export.quantize import _convert
 
     with pytest.raises(TrainError, match="could not convert the model to int8 TFLite: no TFLite builtin op for Erf"
                        ) as err:
@@ -305,7 +305,7 @@ def test_float_ops_left_in_the_int8_file_are_caught(tmp_path):
     import keras
 
     from train.errors import TrainError
-    from train.quantize import _convert, check_int8_model
+    from train.export.quantize import _convert, check_int8_model
 
     path = tmp_path / "sin.tflite"
     path.write_bytes(_convert(_vector_model(keras.ops.sin), _Samples(), "uint8"))  # SIN has no int8 kernel

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from edge import edgetpu, runtime
+from edge.backends import edgetpu, runtime
 from edge.errors import DelegateError, RuntimeNotFound
 
 

@@ -17,15 +17,15 @@ from helpers import Feeder, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge import DISCLAIMER
-from edge.annotate import headline
+from edge.outputs.annotate import headline
 from edge.errors import ConfigError
-from edge.model import load_model
+from edge.model.load import load_model
 from edge.results import ERROR, OK, UNCERTAIN, FrameResult, StageTimes
-from edge.server import LiveServer
+from edge.outputs.server import LiveServer
 
 
 class PipelineStats:
-    """A stats callable of the shape edge.pipeline.PipelineStats.as_dict gives, whose counters grow."""
+    """A stats callable of the shape edge.run.pipeline.PipelineStats.as_dict gives, whose counters grow."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -59,7 +59,7 @@ def get(live: LiveServer, path: str, headers: dict | None = None) -> tuple[int, 
 
 
 def result(status: str, reasons: tuple[str, ...] = (), index: int = 1) -> FrameResult:
-    from edge.postprocess import Prediction
+    from edge.ops.postprocess import Prediction
 
     return FrameResult(timestamp=time.time(), frame_index=index, status=status, reasons=reasons,
                        top=(Prediction(2, "blue", 0.41),), times=StageTimes(invoke_ms=2.0), latency_ms=5.0, fps=9.0)

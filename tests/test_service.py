@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge import service
+from edge.device import service
 from edge.cli import app
-from edge.service import (CURRENT, DEVICE_GROUPS, RULES_FILE, UNIT_FILE, edge_executable, existing_groups,
+from edge.device.service import (CURRENT, DEVICE_GROUPS, RULES_FILE, UNIT_FILE, edge_executable, existing_groups,
                           render_unit)
 
 runner = CliRunner()
@@ -120,8 +120,8 @@ def test_udev_rules(installed):
 
 
 def test_config_and_model_installed(installed, bundle_dir):
-    from edge.bundle import open_bundle
-    from edge.config import load_config
+    from edge.model.bundle import open_bundle
+    from edge.run.config import load_config
 
     cfg = load_config(installed / CONFIG)  # the daemon's own validation
     assert cfg.model == str(CURRENT)
@@ -338,13 +338,13 @@ def test_edge_run_as_the_unit_starts_it_notifies_ready_and_watchdog(installed, t
 
 
 def test_templates_ship_with_the_package():
-    """edge/deploy/ links to systemd/; the package data must name it so wheels carry the files."""
+    """edge/device/deploy/ links to systemd/; the package data must name it so wheels carry the files."""
     import tomllib
 
-    from edge.service import CONFIG_TEMPLATE, DEPLOY
+    from edge.device.service import CONFIG_TEMPLATE, DEPLOY
 
     repo = Path(__file__).resolve().parents[1]
     for name in (UNIT_FILE, RULES_FILE, CONFIG_TEMPLATE):
         assert (DEPLOY / name).is_file() and (DEPLOY / name).resolve() == (repo / "systemd" / name).resolve()
     meta = tomllib.loads((repo / "pyproject.toml").read_text())
-    assert "deploy/*" in meta["tool"]["setuptools"]["package-data"]["edge"]
+    assert "device/deploy/*" in meta["tool"]["setuptools"]["package-data"]["edge"]

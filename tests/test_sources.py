@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from conftest import colour_image
-from edge import picam
-from edge.capture import Capture, Mailbox, Reconnect
+from edge.sources import picam
+from edge.sources.capture import Capture, Mailbox, Reconnect
 from edge.errors import ImageError, SourceError
-from edge.sources import (ImageFolderSource, OpenCVCameraSource, StreamSource, VideoFileSource, make_source,
-                          open_source)
+from edge.sources.factory import make_source, open_source
+from edge.sources.folder import ImageFolderSource
+from edge.sources.opencv import OpenCVCameraSource, StreamSource, VideoFileSource
 from helpers import MJPEGCamera, write_video
 
 RED, BLUE = colour_image("red", (48, 64)), colour_image("blue", (48, 64))
@@ -382,7 +383,7 @@ def test_camera_that_comes_back_is_used_again():
 
 def test_lossless_mailbox_waits_for_the_consumer():
     box, stop = Mailbox(lossless=True), threading.Event()
-    from edge.capture import Frame
+    from edge.sources.capture import Frame
 
     assert box.put(Frame(0, None, 0.0, 0.0), stop) is False
     t = threading.Thread(target=lambda: box.put(Frame(1, None, 0.0, 0.0), stop))

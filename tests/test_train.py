@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from train.cli import app
-from train.datasets import HAM_METADATA, LABELS, load_dataset
+from edge.data.datasets import HAM_METADATA, LABELS, load_dataset
 
 runner = CliRunner()
 SMALL = (300, 225)  # sample images at half HAM10000's size: quicker to draw and decode, same layout
@@ -41,7 +41,7 @@ def assert_one_line_error(result, needle: str, code: int = 1) -> None:
 
 
 def make_sample(out: Path, lesions: int, seed: int) -> Path:
-    from train.sample_data import make_sample_dataset
+    from train.data.sample_data import make_sample_dataset
 
     make_sample_dataset(out, n_lesions=lesions, seed=seed, size=SMALL)
     return out
@@ -82,7 +82,7 @@ def held_out(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> Path:
     """21 lesions (3 per class) of small images: enough to reach the model quickly."""
-    from train.sample_data import make_sample_dataset
+    from train.data.sample_data import make_sample_dataset
 
     root = tmp_path_factory.mktemp("tiny") / "data"
     make_sample_dataset(root, n_lesions=21, seed=3, size=(160, 120), images_per_lesion=(1, 2))
@@ -110,7 +110,7 @@ def test_sample_data_does_not_import_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom train.commands.sample_data import sample_data\nimport train.sample_data, train.cli\n"
+    code = ("import sys\nfrom train.commands.sample_data import sample_data\nimport train.data.sample_data, train.cli\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -206,8 +206,8 @@ def test_history_has_one_row_per_epoch(trained):
 def test_saved_model_takes_raw_pixels_and_augmentation_is_off(trained, sample):
     import keras
 
-    from edge.image import load_image
-    from edge.preprocess import fit_to_input
+    from edge.ops.image import load_image
+    from edge.ops.preprocess import fit_to_input
 
     model = keras.models.load_model(trained["run"] / "model.keras")
     assert tuple(model.input_shape) == (None, 96, 96, 3)
@@ -376,7 +376,7 @@ def test_weights_file_loads_by_name_or_says_it_does_not_fit(tmp_path):
     import keras
 
     from train.errors import TrainError
-    from train.model import base_of, build_model
+    from train.fit.model import base_of, build_model
 
     donor = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=None)
     donor.save_weights(tmp_path / "donor.weights.h5")
@@ -404,7 +404,7 @@ def _save_legacy_h5(model, path: Path) -> None:
 def test_unfreeze_keeps_batchnorm_frozen(tmp_path):
     import keras
 
-    from train.model import base_of, build_model, unfreeze_model
+    from train.fit.model import base_of, build_model, unfreeze_model
 
     donor = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=None)
     donor.save_weights(tmp_path / "w.weights.h5")
@@ -420,7 +420,7 @@ def test_unfreeze_keeps_batchnorm_frozen(tmp_path):
 
 
 def test_failed_run_leaves_no_folder(tiny, tmp_path, monkeypatch):
-    from train import training
+    from train.fit import training
     from train.errors import TrainError
 
     real = training.prepare_inputs
@@ -435,7 +435,7 @@ def test_failed_run_leaves_no_folder(tiny, tmp_path, monkeypatch):
 
 
 def test_ctrl_c_before_the_first_epoch_ends_leaves_no_folder(tiny, tmp_path, monkeypatch):
-    from train import training
+    from train.fit import training
 
     def interrupt(self, epoch, logs=None):
         raise KeyboardInterrupt
@@ -447,7 +447,7 @@ def test_ctrl_c_before_the_first_epoch_ends_leaves_no_folder(tiny, tmp_path, mon
 
 
 def test_ctrl_c_keeps_the_best_model_so_far(tiny, tmp_path, monkeypatch):
-    from train import training
+    from train.fit import training
 
     real = training.Monitor.on_epoch_begin
 

@@ -24,7 +24,7 @@ def verify_cli(*args):
 
 def rewrite_golden_outputs(bundle: Path, change) -> None:  # noqa: ANN001
     """Change the stored outputs and record the new checksum, as a bundle from another runtime would be."""
-    from edge.bundle import sha256_file
+    from edge.model.bundle import sha256_file
 
     path = bundle / "golden_outputs.npy"
     outputs = np.load(path)
@@ -42,7 +42,7 @@ def test_good_bundle_passes_on_the_cpu(quantized):
 
 
 def test_json_report(quantized):
-    from edge.verify import verify_bundle
+    from edge.model.verify import verify_bundle
 
     report = verify_bundle(quantized["bundle"], device="cpu")
     assert report.passed and report.device == "cpu" and report.tolerance_steps == 0
@@ -95,7 +95,7 @@ def test_bundle_without_golden_data_is_one_line(bundle):
 
 
 def test_edgetpu_without_libedgetpu_is_a_one_line_diagnosis(quantized):
-    from edge.edgetpu import _library_missing, delegate_library
+    from edge.backends.edgetpu import _library_missing, delegate_library
 
     if not _library_missing(delegate_library()):
         pytest.skip("this machine has the Edge TPU runtime")
@@ -104,7 +104,7 @@ def test_edgetpu_without_libedgetpu_is_a_one_line_diagnosis(quantized):
 
 
 def test_tolerance_on_the_edge_tpu():
-    from edge.verify import compare_outputs
+    from edge.model.verify import compare_outputs
 
     expected = np.array([[10, 200, 30, 16], [100, 103, 20, 32]], np.uint8)
     close = np.array([[12, 198, 30, 16], [101, 102, 20, 32]], np.uint8)

@@ -11,8 +11,8 @@ import typer
 from edge.commands._common import DeviceOpt, LabelsOpt, ThreadsOpt, fail, handles_errors, note
 
 if TYPE_CHECKING:
-    from edge.bench_pipeline import PipelineReport
-    from edge.benchmark import BenchmarkReport
+    from edge.bench.pipeline import PipelineReport
+    from edge.bench.latency import BenchmarkReport
 
 
 def register(app: typer.Typer) -> None:
@@ -63,10 +63,10 @@ def benchmark(
 
     Figures are comparable only within one run: all models share the machine's state then.
     """
-    from edge.bench_pipeline import run_pipeline_benchmark  # noqa: PLC0415
-    from edge.bench_targets import parse_variants  # noqa: PLC0415
-    from edge.benchmark import run_benchmark  # noqa: PLC0415
-    from edge.latency_plot import plot_latencies  # noqa: PLC0415
+    from edge.bench.pipeline import run_pipeline_benchmark  # noqa: PLC0415
+    from edge.bench.targets import parse_variants  # noqa: PLC0415
+    from edge.bench.latency import run_benchmark  # noqa: PLC0415
+    from edge.bench.plot import plot_latencies  # noqa: PLC0415
 
     if source is not None:
         unused = [name for name, value in (("--runs", runs), ("--seconds", seconds), ("--input", input_image),
@@ -211,7 +211,7 @@ def render_table(report: "BenchmarkReport", stream=None) -> None:  # noqa: ANN00
 def render_pipeline_table(report: "PipelineReport", stream=None) -> None:  # noqa: ANN001
     from rich.table import Table  # noqa: PLC0415
 
-    from edge.bench_pipeline import STAGES  # noqa: PLC0415
+    from edge.bench.pipeline import STAGES  # noqa: PLC0415
 
     console = _console(report, stream or sys.stdout)
     table = Table(caption="stage columns: p50 ms per frame (first frame left out); latency: frame captured "

@@ -26,8 +26,8 @@ def classify(
 ) -> None:
     """Classify each image; a bad image is reported and the others still run (exit 1 if any failed)."""
     from edge import DISCLAIMER  # noqa: PLC0415
-    from edge.classify import classify_files  # noqa: PLC0415
-    from edge.model import load_model  # noqa: PLC0415
+    from edge.model.classify import classify_files  # noqa: PLC0415
+    from edge.model.load import load_model  # noqa: PLC0415
 
     m = load_model(model, device=device, threads=threads, labels=labels)
     for line in m.notes:

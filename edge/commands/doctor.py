@@ -26,7 +26,7 @@ def doctor(
     json_out: JsonFlag = False,
 ) -> None:
     """Python, runtime, numpy, OpenCV, cameras, Edge TPU, device access, power, disk, model (exit 1 on a fail)."""
-    from edge.doctor import run_doctor  # noqa: PLC0415
+    from edge.device.doctor import run_doctor  # noqa: PLC0415
 
     report = run_doctor(model=model, device=device, camera=camera)
     if json_out:

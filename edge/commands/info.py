@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 @handles_errors
 def info(model: ModelArg, labels: LabelsOpt = None, json_out: JsonFlag = False) -> None:
     """Show a model's tensors, ops, Edge TPU ops, labels and (for a bundle) checksums."""
-    from edge.info import inspect_model  # noqa: PLC0415
+    from edge.model.info import inspect_model  # noqa: PLC0415
 
     result = inspect_model(model, labels=labels)
     if json_out:

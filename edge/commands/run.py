@@ -84,8 +84,8 @@ def run(
     Every label is for research and education, not a medical diagnosis. SIGTERM or Ctrl-C stops
     cleanly (exit 0); a camera or stream that stays lost exits 1 after the reconnect attempts.
     """
-    from edge.config import load_config, with_overrides  # noqa: PLC0415
-    from edge.daemon import run_daemon  # noqa: PLC0415
+    from edge.run.config import load_config, with_overrides  # noqa: PLC0415
+    from edge.run.daemon import run_daemon  # noqa: PLC0415
 
     cfg = with_overrides(
         load_config(config), model=str(model) if model else None, camera=camera, source=source,

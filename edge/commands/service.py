@@ -31,7 +31,7 @@ def install_service(
     dry_run: DryRunFlag = False,
 ) -> None:
     """Install the systemd unit, Coral udev rules, config, service user and (optionally) a model."""
-    from edge.service import install_service as install  # noqa: PLC0415
+    from edge.device.service import install_service as install  # noqa: PLC0415
 
     _render(install(root=root, config=config, model=model, dry_run=dry_run))
 
@@ -45,7 +45,7 @@ def uninstall_service(
     dry_run: DryRunFlag = False,
 ) -> None:
     """Remove the systemd unit and the udev rules (the state stays unless --purge)."""
-    from edge.service import uninstall_service as uninstall  # noqa: PLC0415
+    from edge.device.service import uninstall_service as uninstall  # noqa: PLC0415
 
     _render(uninstall(root=root, config=config, purge=purge, dry_run=dry_run))
 

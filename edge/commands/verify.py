@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 @handles_errors
 def verify(model: ModelOpt, device: DeviceOpt = "auto", threads: ThreadsOpt = None, json_out: JsonFlag = False) -> None:
     """Check checksums and that this runtime/delegate reproduces the golden outputs (exit 1 if not)."""
-    from edge.verify import verify_bundle  # noqa: PLC0415
+    from edge.model.verify import verify_bundle  # noqa: PLC0415
 
     report = verify_bundle(model, device=device, threads=threads)
     for line in report.notes:

@@ -21,7 +21,7 @@ def compile_edgetpu(
                                                 help="Keep the result even if ops run on the CPU.")] = False,
 ) -> None:
     """Run edgetpu_compiler on BUNDLE/model.tflite; add model_edgetpu.tflite and its report to the bundle."""
-    from train.edgetpu_compile import CompileRefused, compile_bundle  # noqa: PLC0415
+    from train.export.edgetpu_compile import CompileRefused, compile_bundle  # noqa: PLC0415
 
     try:
         result = compile_bundle(bundle, allow_cpu_ops=allow_cpu_ops)

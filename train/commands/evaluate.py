@@ -30,7 +30,7 @@ def evaluate(
 ) -> None:
     """Recompute accuracy, balanced accuracy, per-class metrics, AUC and melanoma recall."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from train.evaluate import evaluate as run_evaluate  # noqa: PLC0415
+    from train.report.evaluate import evaluate as run_evaluate  # noqa: PLC0415
 
     result = run_evaluate(run, data=data, split=split, batch_size=batch_size, out=out, isic_csv=isic_csv,
                           report=note)

@@ -47,7 +47,7 @@ def fit(
 ) -> None:
     """Train on DIR (lesion-safe split), write RUN/ with model.keras, metrics.json and plots."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from train.fit import fit as run_fit  # noqa: PLC0415
+    from train.fit.run import fit as run_fit  # noqa: PLC0415
 
     result = run_fit(data, out, image_size=image_size, alpha=alpha, weights=weights, epochs=epochs,
                      fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers, batch_size=batch_size,

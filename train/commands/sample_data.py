@@ -26,7 +26,7 @@ def sample_data(
 ) -> None:
     """Write SYNTHETIC lesion-like images (not medical images) in HAM10000's Kaggle layout."""
     from train.errors import TrainError  # noqa: PLC0415
-    from train.sample_data import SampleDataError, make_sample_dataset, make_sample_video  # noqa: PLC0415
+    from train.data.sample_data import SampleDataError, make_sample_dataset, make_sample_video  # noqa: PLC0415
 
     note("writing SYNTHETIC sample data: drawn shapes and colours, not medical images")
     try:

@@ -1,0 +1,253 @@
+"""The model bundle: the folder that carries a model, its labels and its contract together.
+
+``models/<name>/`` holds ``model.tflite`` (int8), ``labels.txt``, ``model.json`` and optionally
+``model_float.tflite`` and ``model_edgetpu.tflite``. See models/README.md for the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import BundleError
+
+BUNDLE_FORMAT = "skin-edge-bundle"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.tflite"
+FLOAT_FILE = "model_float.tflite"
+EDGETPU_FILE = "model_edgetpu.tflite"
+LABELS_FILE = "labels.txt"
+META_FILE = "model.json"
+VARIANTS = {"int8": MODEL_FILE, "float": FLOAT_FILE, "edgetpu": EDGETPU_FILE}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle folder, or a bare .tflite file (``root`` None, labels optional)."""
+
+    model_path: Path
+    root: Path | None = None
+    labels: tuple[str, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name") or (self.root.name if self.root else self.model_path.stem)
+
+    @property
+    def pixel_scaling(self) -> tuple[float, float]:
+        """(scale, offset) applied to raw 0..255 pixels before quantization; raw pixels by default."""
+        ps = self.meta.get("input", {}).get("pixel_scaling") or {}
+        return float(ps.get("scale", 1.0)), float(ps.get("offset", 0.0))
+
+    def variant(self, kind: str) -> Path | None:
+        """The file of a variant (int8, float, edgetpu) when the bundle has it."""
+        if self.root is None:
+            return None
+        path = self.root / VARIANTS[kind]
+        return path if path.is_file() else None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_labels(path: Path) -> tuple[str, ...]:
+    """One label per line, in output order; blank lines ignored."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BundleError(f"Label file not found: {path}.", "Add labels.txt, one class per line.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BundleError(f"Cannot read labels from {path}: {e}.") from None
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not labels:
+        raise BundleError(f"{path} holds no labels.", "Write one class per line, in output order.")
+    return labels
+
+
+def write_labels(path: Path, labels: list[str] | tuple[str, ...]) -> None:
+    Path(path).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+
+
+def checksum_report(bundle: Bundle) -> list[dict[str, Any]]:
+    """For each file model.json lists: expected vs actual SHA-256 (actual None when missing)."""
+    report = []
+    for name, entry in (bundle.meta.get("files") or {}).items():
+        path = bundle.root / name
+        actual = sha256_file(path) if path.is_file() else None
+        report.append({"file": name, "expected": entry.get("sha256"), "actual": actual,
+                       "ok": actual is not None and actual == entry.get("sha256")})
+    return report
+
+
+def verify_checksums(bundle: Bundle, only: Path | None = None) -> None:
+    """Raise BundleError when a listed file is missing or its SHA-256 differs."""
+    for row in checksum_report(bundle):
+        if only is not None and row["file"] != only.name:
+            continue
+        if row["actual"] is None:
+            raise BundleError(f"Bundle {bundle.root} lists {row['file']} but it is missing.",
+                              "Copy the whole bundle folder again.")
+        if not row["ok"]:
+            raise BundleError(f"Checksum mismatch for {bundle.root / row['file']} "
+                              f"(expected {row['expected'][:12]}…, got {row['actual'][:12]}…).",
+                              "The file is damaged or was replaced: copy the bundle again.")
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    path = root / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{root} has no {META_FILE}.", "Is this a bundle written by `train quantize`?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path} is not valid JSON ({e}).", "Copy the bundle again.") from None
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path} is not a {BUNDLE_FORMAT} description.")
+    version, classes = meta.get("format_version", 0), meta.get("num_classes", 1)
+    if not isinstance(version, int) or not isinstance(classes, int) or isinstance(classes, bool):
+        raise BundleError(f"{path}: format_version and num_classes must be whole numbers.", "Copy the bundle again.")
+    if version > FORMAT_VERSION:
+        raise BundleError(f"{path} uses bundle format {version}, newer than this edge ({FORMAT_VERSION}).",
+                          "Upgrade skin-edge on this device.")
+    files = meta.get("files", {})
+    well_formed = isinstance(files, dict) and all(
+        isinstance(name, str) and name == Path(name).name and name not in ("", ".", "..")
+        and isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+        for name, entry in files.items())
+    if not well_formed:
+        raise BundleError(f"{path}: 'files' must map plain file names in the bundle to {{\"sha256\": ...}}.",
+                          "Copy the bundle again.")
+    return meta
+
+
+def open_bundle(path: str | Path, *, labels: str | Path | None = None, verify: bool = True) -> Bundle:
+    """Open a bundle folder, or a .tflite file (inside a bundle or bare); check checksums and labels."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"Model not found: {path}.", "Pass a bundle folder or a .tflite file.")
+    if path.is_dir():
+        root, model_path = path, path / MODEL_FILE
+        if not model_path.is_file():
+            raise BundleError(f"{path} has no {MODEL_FILE}.", "Pass a bundle folder or a .tflite file.")
+    elif (path.parent / META_FILE).is_file() and path.name in VARIANTS.values():
+        root, model_path = path.parent, path
+    else:
+        root, model_path = None, path
+    if root is None:
+        return Bundle(model_path=model_path, labels=read_labels(Path(labels)) if labels else None)
+    meta = _read_meta(root)
+    labels_path = Path(labels) if labels else root / LABELS_FILE
+    bundle_labels = read_labels(labels_path)
+    declared = meta.get("num_classes", len(meta.get("labels") or bundle_labels))
+    if len(bundle_labels) != declared:
+        raise BundleError(f"{labels_path} has {len(bundle_labels)} labels but {META_FILE} "
+                          f"declares {declared}.",
+                          "Use the bundle's own labels.txt." if labels else "Copy the bundle again.")
+    bundle = Bundle(model_path=model_path, root=root, labels=bundle_labels, meta=meta)
+    if verify:
+        verify_checksums(bundle, only=model_path)
+    return bundle
+
+
+def describe_model(path: Path) -> dict[str, Any]:
+    """The input/output contract of a classifier file, for model.json (read from the file itself)."""
+    from edge.model.tflite_file import read_tflite  # noqa: PLC0415
+
+    graph = read_tflite(path)
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise BundleError(f"{path} is not a single-input, single-output classifier.")
+    i, o = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    if len(i.shape) != 4:
+        raise BundleError(f"{path} input shape {list(i.shape)} is not [1, height, width, channels].")
+
+    def quant(t):  # noqa: ANN001, ANN202
+        return {"scale": t.scale, "zero_point": t.zero_point} if t.scale else None
+
+    return {
+        "input": {"height": i.shape[1], "width": i.shape[2], "channels": i.shape[3], "color_order": "RGB",
+                  "dtype": i.dtype, "quantization": quant(i),
+                  "pixel_scaling": {"scale": 1.0, "offset": 0.0},
+                  "resize": "centre crop to the input's aspect ratio, then area interpolation"},
+        "output": {"dtype": o.dtype, "quantization": quant(o), "shape": list(o.shape),
+                   "activation": "softmax"},
+    }
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    return {"sha256": sha256_file(path), "size_bytes": path.stat().st_size}
+
+
+def write_bundle(out: str | Path, *, model: Path, labels: list[str] | tuple[str, ...], name: str | None = None,
+                 float_model: Path | None = None, edgetpu_model: Path | None = None,
+                 extra: dict[str, Any] | None = None, extra_files: dict[str, Path] | None = None,
+                 force: bool = False) -> Path:
+    """Write a bundle atomically: everything goes to a temporary folder renamed at the end.
+
+    ``extra`` is merged into model.json (provenance, metrics, calibration, ...); ``extra_files``
+    are copied in under the given names (e.g. golden inputs).
+    """
+    import datetime  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise BundleError(f"{out} already exists.", "Choose another --out or pass --force to replace it.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        copies = {MODEL_FILE: model, FLOAT_FILE: float_model, EDGETPU_FILE: edgetpu_model, **(extra_files or {})}
+        for dest, src in copies.items():
+            if src is not None:
+                shutil.copyfile(src, tmp / dest)
+        write_labels(tmp / LABELS_FILE, labels)
+        meta: dict[str, Any] = {
+            "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, "name": name or out.name,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "labels": list(labels), "num_classes": len(labels), **describe_model(tmp / MODEL_FILE),
+            "files": {n: file_entry(tmp / n) for n in (MODEL_FILE, FLOAT_FILE, EDGETPU_FILE)
+                      if (tmp / n).is_file()},
+        }
+        for key, value in (extra or {}).items():
+            meta[key] = value
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def add_file(bundle_root: Path, name: str, src: Path, meta_updates: dict[str, Any] | None = None) -> None:
+    """Add (or replace) a file in an existing bundle and record its checksum, model.json rewritten atomically."""
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    root = Path(bundle_root)
+    meta = _read_meta(root)
+    tmp_file = root / f".{name}.tmp"
+    shutil.copyfile(src, tmp_file)
+    os.replace(tmp_file, root / name)
+    meta.setdefault("files", {})[name] = file_entry(root / name)
+    meta.update(meta_updates or {})
+    tmp_meta = root / f".{META_FILE}.tmp"
+    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp_meta, root / META_FILE)

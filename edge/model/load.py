@@ -1,0 +1,165 @@
+"""A loaded classifier: runtime + (optional) Edge TPU delegate + spec + labels, built once."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends import edgetpu
+from edge.model.bundle import Bundle, open_bundle, verify_checksums
+from edge.errors import BundleError, DelegateError, ModelError, first_line
+from edge.ops.postprocess import Prediction, to_probabilities, top_k
+from edge.ops.preprocess import dequantize, fit_to_input, quantize
+from edge.backends.runtime import Runtime, get_runtime
+from edge.model.spec import ModelSpec
+from edge.model.tflite_file import TFLiteFile, read_tflite
+
+DEVICES = ("auto", "cpu", "edgetpu")
+
+
+@dataclass(frozen=True)
+class Classification:
+    top: tuple[Prediction, ...]
+    probabilities: np.ndarray
+    preprocess_ms: float
+    invoke_ms: float
+    postprocess_ms: float
+
+    @property
+    def best(self) -> Prediction:
+        return self.top[0]
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def parse_device_option(device: str) -> tuple[str, str | None]:
+    """``--device`` -> (mode auto|cpu|edgetpu, Coral device string or None); DelegateError when unknown."""
+    if device.startswith(("usb", "pci")):
+        return "edgetpu", edgetpu.parse_device(device)
+    if device not in DEVICES:
+        raise DelegateError(f"Unknown device {device!r}.", "Use auto, cpu, edgetpu, usb[:N] or pci[:N].")
+    return device, None
+
+
+def _choose_file(bundle: Bundle, device: str, folder: bool) -> tuple[Path, bool]:
+    """(model file, wants the Edge TPU) for the requested device.
+
+    Only a bundle *folder* picks its file by device (the Edge TPU build under auto/edgetpu when
+    it has one); a file named explicitly is the file that runs.
+    """
+    tpu_file = bundle.variant("edgetpu")
+    if folder and device in ("auto", "edgetpu") and tpu_file:
+        return tpu_file, True
+    return bundle.model_path, device == "edgetpu"
+
+
+def _make_interpreter(runtime: Runtime, path: Path, threads: int, delegate: Any) -> Any:
+    try:
+        it = runtime.Interpreter(model_path=str(path), num_threads=threads,
+                                 experimental_delegates=[delegate] if delegate else None)
+        it.allocate_tensors()
+        return it
+    except (ValueError, RuntimeError) as e:
+        detail = first_line(e)
+        raise ModelError(f"{path} cannot be loaded by {runtime.name} {runtime.version}: {detail}.",
+                         "Check the model was converted for TFLite builtins (see `edge info`).") from None
+
+
+class Model:
+    """A classifier ready to run. Build it with :func:`load_model`."""
+
+    def __init__(self, *, bundle: Bundle, path: Path, interpreter: Any, spec: ModelSpec,
+                 runtime: Runtime, device: str, threads: int, graph: TFLiteFile,
+                 notes: tuple[str, ...] = ()) -> None:
+        self.bundle, self.path, self.interpreter, self.spec = bundle, path, interpreter, spec
+        self.runtime, self.device, self.threads, self.graph, self.notes = runtime, device, threads, graph, notes
+        self.labels = bundle.labels
+        self._pixel_scale, self._pixel_offset = bundle.pixel_scaling
+        out_q = spec.output.quantization
+        self._tolerance = max(0.02, spec.num_classes * out_q.scale) if out_q.is_quantized else 0.02
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 frame of any size -> input tensor (1, H, W, 3) in the model's dtype."""
+        pixels = fit_to_input(rgb, self.spec.height, self.spec.width)
+        q = quantize(pixels, self.spec.input.quantization, self.spec.input.dtype,
+                     self._pixel_scale, self._pixel_offset)
+        return q[np.newaxis]
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        """Run the model on a prepared input; the raw output (a copy)."""
+        self.interpreter.set_tensor(self.spec.input.index, tensor)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.spec.output.index)
+
+    def probabilities(self, raw: np.ndarray) -> np.ndarray:
+        return to_probabilities(dequantize(raw, self.spec.output.quantization), self._tolerance)
+
+    def classify(self, rgb: np.ndarray, k: int = 3) -> Classification:
+        t0 = time.perf_counter_ns()
+        tensor = self.prepare(rgb)
+        t1 = time.perf_counter_ns()
+        raw = self.invoke(tensor)
+        t2 = time.perf_counter_ns()
+        probs = self.probabilities(raw)
+        top = top_k(probs, k, self.labels)
+        t3 = time.perf_counter_ns()
+        return Classification(top, probs, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6)
+
+
+def load_model(path: str | Path, *, device: str = "auto", threads: int | None = None,
+               labels: str | Path | None = None, verify: bool = True) -> Model:
+    """Open a bundle or .tflite, pick the file for the device, build the interpreter once.
+
+    ``device``: auto (a bundle folder's Edge TPU build on the Edge TPU when both are there, else
+    the CPU, with a note), cpu, edgetpu, or a Coral device string (usb, usb:N, pci, pci:N).
+    """
+    mode, tpu_device = parse_device_option(device)
+    bundle = open_bundle(path, labels=labels, verify=False)
+    model_path, wants_tpu = _choose_file(bundle, mode, folder=Path(path).is_dir())
+    if bundle.root is not None and verify:
+        verify_checksums(bundle, only=model_path)
+    graph = read_tflite(model_path)
+    if mode == "auto" and graph.has_edgetpu_op:
+        wants_tpu = True
+    if mode == "cpu" and graph.has_edgetpu_op:
+        raise ModelError(f"{model_path} is compiled for the Edge TPU and cannot run on the CPU.",
+                         "Use --device edgetpu, or the bundle's model.tflite for the CPU.")
+    runtime = get_runtime()
+    threads = threads or default_threads()
+    notes: list[str] = []
+    delegate = None
+    if wants_tpu:
+        try:
+            delegate = edgetpu.load_edgetpu_delegate(runtime.load_delegate, tpu_device)
+        except DelegateError as e:
+            fallback = bundle.root / "model.tflite" if bundle.root is not None else None
+            if mode != "auto" or fallback is None or not fallback.is_file():
+                raise
+            notes.append(f"Edge TPU not available ({e.message}); running model.tflite on the CPU.")
+            if verify:
+                verify_checksums(bundle, only=fallback)
+            model_path, graph = fallback, read_tflite(fallback)
+        if delegate is not None and not graph.has_edgetpu_op:
+            compiled = bundle.variant("edgetpu")
+            notes.append(f"{model_path.name} has no Edge TPU ops: the Edge TPU does nothing for it. "
+                         + (f"Pass the bundle folder or {compiled.name} instead." if compiled
+                            else "Compile it with `train compile-edgetpu`."))
+    unknown = [op for op in graph.custom_ops if op != "edgetpu-custom-op"]
+    if unknown:
+        raise ModelError(f"{model_path} uses custom ops that {runtime.name} lacks: {', '.join(unknown)}.",
+                         "Convert the model with TFLite builtin ops only.")
+    interpreter = _make_interpreter(runtime, model_path, threads, delegate)
+    spec = ModelSpec.from_interpreter(interpreter, str(model_path))
+    if bundle.labels is not None and len(bundle.labels) != spec.num_classes:
+        raise BundleError(f"{len(bundle.labels)} labels but {model_path.name} outputs "
+                          f"{spec.num_classes} classes.", "Use the labels.txt that came with the model.")
+    used = "edgetpu" if delegate is not None else "cpu"
+    return Model(bundle=bundle, path=model_path, interpreter=interpreter, spec=spec, runtime=runtime,
+                 device=used, threads=threads, graph=graph, notes=tuple(notes))

@@ -1,0 +1,153 @@
+"""Prove that this device computes what the workstation computed: the bundle's golden check.
+
+``train quantize`` stores a few preprocessed test images and the int8 model's raw outputs for
+them. Here they are run through the bundle with the chosen runtime and delegate and compared:
+exactly for int8 on the CPU, within a stated tolerance on the Edge TPU. A runtime or delegate
+version that computes differently, or a damaged file, shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.model.bundle import checksum_report, open_bundle, sha256_file
+from edge.errors import BundleError
+
+EDGETPU_TOLERANCE_STEPS = 2  # quantization steps of the output
+
+
+@dataclass(frozen=True)
+class SampleCheck:
+    index: int
+    image_id: str
+    max_abs_diff: int  # in quantization steps of the output
+    expected_top1: int
+    actual_top1: int
+    ok: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    bundle: Path
+    model_file: str
+    device: str
+    runtime: str
+    threads: int
+    tolerance_steps: int  # 0 = exact
+    checksums: tuple[dict[str, Any], ...]
+    samples: tuple[SampleCheck, ...]
+    problems: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+    labels: tuple[str, ...] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"bundle": str(self.bundle), "model_file": self.model_file, "device": self.device,
+                "runtime": self.runtime, "threads": self.threads,
+                "tolerance": "exact" if self.tolerance_steps == 0 else
+                f"max |diff| <= {self.tolerance_steps} steps, same top-1",
+                "checksums": list(self.checksums), "samples": [s.as_dict() for s in self.samples],
+                "passed": self.passed, "problems": list(self.problems), "notes": list(self.notes)}
+
+
+def compare_outputs(expected: np.ndarray, actual: np.ndarray, tolerance_steps: int,
+                    image_ids: list[str] | None = None) -> list[SampleCheck]:
+    """Per golden sample: the largest difference and whether top-1 agrees.
+
+    Exact (tolerance 0): every value must be equal. With a tolerance, values may differ by that
+    many steps and the top-1 class must still be the same.
+    """
+    checks = []
+    for i, (e, a) in enumerate(zip(expected.astype(np.int64), actual.astype(np.int64))):
+        diff = int(np.abs(e - a).max())
+        e1, a1 = int(np.argmax(e)), int(np.argmax(a))
+        ok = diff <= tolerance_steps and e1 == a1
+        ids = image_ids or []
+        checks.append(SampleCheck(i, ids[i] if i < len(ids) else str(i), diff, e1, a1, ok))
+    return checks
+
+
+def _golden_entries(root: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    golden = meta.get("golden")
+    if not isinstance(golden, dict) or not all(isinstance(golden.get(k), dict) for k in ("inputs", "outputs")):
+        raise BundleError(f"{root} has no golden inputs in model.json.",
+                          "Re-create the bundle with `train quantize` (it stores them).")
+    return golden["inputs"], golden["outputs"]
+
+
+def _checksum_row(root: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    path = root / str(entry.get("file"))
+    actual = sha256_file(path) if path.is_file() else None
+    return {"file": str(entry.get("file")), "expected": entry.get("sha256"), "actual": actual,
+            "ok": actual is not None and actual == entry.get("sha256")}
+
+
+def _load(path: Path, problems: list[str]) -> np.ndarray | None:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        problems.append(f"{path.name} is not a readable .npy file ({e})")
+        return None
+
+
+def verify_bundle(path: str | Path, *, device: str = "auto", threads: int | None = None) -> VerifyReport:
+    """Check the bundle's checksums, then run its golden inputs and compare with the stored outputs."""
+    from edge.model.load import load_model  # noqa: PLC0415
+
+    bundle = open_bundle(path, verify=False)
+    if bundle.root is None:
+        raise BundleError(f"{path} is a bare .tflite file: it has no golden outputs to check.",
+                          "Pass the bundle folder written by `train quantize`.")
+    golden_in, golden_out = _golden_entries(bundle.root, bundle.meta)
+    checksums = (*checksum_report(bundle), _checksum_row(bundle.root, golden_in),
+                 _checksum_row(bundle.root, golden_out))
+    problems = [f"{row['file']} is missing" if row["actual"] is None else f"checksum mismatch for {row['file']}"
+                for row in checksums if not row["ok"]]
+    if not problems:
+        inputs = _load(bundle.root / golden_in["file"], problems)
+        expected = _load(bundle.root / golden_out["file"], problems)
+    if problems:  # never run damaged files
+        return VerifyReport(bundle.root, "-", device, "-", threads or 0, 0, checksums, (), tuple(problems),
+                            labels=bundle.labels)
+    model = load_model(bundle.root, device=device, threads=threads)
+    tolerance = 0 if model.device == "cpu" else EDGETPU_TOLERANCE_STEPS
+    runtime = f"{model.runtime.name} {model.runtime.version}"
+    golden = bundle.meta["golden"]
+    samples, problems = _run_golden(model, inputs, expected, list(golden.get("image_ids") or []), tolerance)
+    if any(not s.ok for s in samples):
+        problems[-1] += f"; reference runtime {golden.get('reference_runtime', '?')}, here {runtime}"
+    return VerifyReport(bundle.root, model.path.name, model.device, runtime, model.threads, tolerance, checksums,
+                        samples, tuple(problems), notes=model.notes, labels=bundle.labels)
+
+
+def _run_golden(model: Any, inputs: np.ndarray, expected: np.ndarray, ids: list[str],
+                tolerance: int) -> tuple[tuple[SampleCheck, ...], list[str]]:
+    spec, problems = model.spec, []
+    n = inputs.shape[0] if inputs.ndim else 0
+    want = (n, spec.height, spec.width, 3)
+    if n == 0 or inputs.shape != want or inputs.dtype != np.uint8:
+        problems.append(f"golden inputs are {inputs.dtype}{list(inputs.shape)}, not uint8{list(want)}")
+    if expected.shape != (n, spec.num_classes) or expected.dtype.name != spec.output.dtype:
+        problems.append(f"golden outputs are {expected.dtype}{list(expected.shape)}, not "
+                        f"{spec.output.dtype}[{n}, {spec.num_classes}]")
+    if problems:
+        return (), problems
+    actual = np.stack([model.invoke(model.prepare(img)).reshape(-1) for img in inputs])
+    samples = tuple(compare_outputs(expected, actual, tolerance, ids))
+    bad = [s for s in samples if not s.ok]
+    if bad:
+        rule = "exact" if tolerance == 0 else f"{tolerance} steps, same top-1"
+        problems.append(f"{len(bad)} of {len(samples)} golden outputs differ from the reference (largest "
+                        f"difference {max(s.max_abs_diff for s in bad)} quantization steps, top-1 changed on "
+                        f"{sum(s.expected_top1 != s.actual_top1 for s in bad)}; allowed: {rule})")
+    return samples, problems

@@ -1,0 +1,403 @@
+"""The live view over HTTP: a page, an MJPEG stream, JSON, health and Prometheus metrics.
+
+A :class:`LiveServer` is a result sink. ``publish`` only stores the newest result and frame and
+updates the metrics; JPEG encoding happens in the threads of connected viewers, at most
+``max_stream_fps`` times a second, so the inference thread never waits for the network.
+Only the standard library serves HTTP. The frame is drawn by :mod:`edge.outputs.annotate`; /metrics
+comes from the private registry of :mod:`edge.outputs.telemetry`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import html
+import json
+import logging
+import math
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any, Callable
+from urllib.parse import parse_qs, quote, urlsplit
+
+import cv2
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from edge import DISCLAIMER
+from edge.outputs.annotate import annotate, drawable
+from edge.errors import ConfigError
+from edge.results import OK, UNCERTAIN, FrameResult
+from edge.outputs.telemetry import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+BOUNDARY = "frame"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+# Each image is followed at once by the next part's boundary and headers: browsers show an image
+# only when the next part begins, so this shows it now rather than one frame late.
+_PART_HEAD = f"\r\n--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
+_TOKEN_RE = re.compile(r"token=[^&\s]*")
+
+
+# ---------------------------------------------------------------- server
+
+class LiveServer:
+    """HTTP sink: call :meth:`start`, then :meth:`publish` per result, then :meth:`close`."""
+
+    def __init__(self, host: str, port: int, *, token: str | None = None,
+                 stats: Callable[[], dict] | None = None, stale_after_s: float = 5.0,
+                 max_stream_fps: float = 12.0, max_stream_clients: int = 8, jpeg_quality: int = 80) -> None:
+        self.host, self.port, self.token = host, port, token or None
+        self.stale_after_s, self.jpeg_quality = stale_after_s, jpeg_quality
+        self.max_stream_clients = max_stream_clients
+        self._min_interval = 1.0 / max_stream_fps
+        self._stats_fn = stats
+        self._cond = threading.Condition()
+        self._closing = threading.Event()
+        self._result: FrameResult | None = None
+        self._frame: np.ndarray | None = None
+        self._seq = 0
+        self._last_good: float | None = None
+        self._encode_lock = threading.Lock()
+        self._jpeg: tuple[int, float, bytes] | None = None  # (seq, monotonic time, bytes)
+        self._streams: set[socket.socket] = set()
+        self.counts = {"requests": 0, "unauthorized": 0, "not_found": 0, "jpeg_encoded": 0}
+        self._count_lock = threading.Lock()
+        self._started = time.monotonic()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._static = _load_static(self.token)
+        self.metrics = ServerMetrics(self._pipeline_stats, lambda: self._seq)
+
+    # -- lifecycle
+    def start(self) -> "LiveServer":
+        """Bind and serve in a background thread; a port in use raises ConfigError."""
+        try:
+            self._httpd = _HTTPServer(self.host, self.port, self)
+        except OSError as e:
+            raise _bind_error(self.host, self.port, e) from None
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="edge-http", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        """The server's address; for a wildcard bind, this machine's address on the local network."""
+        host = _lan_address() if self.host in WILDCARD_HOSTS else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def page_url(self) -> str:
+        """The page address a person opens, with the token when one is set."""
+        return self.url + (f"?token={quote(self.token, safe='')}" if self.token else "")
+
+    def close(self) -> None:
+        """Stop serving and end the MJPEG streams; returns within about a second."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        with self._cond:
+            self._cond.notify_all()
+            streams = list(self._streams)
+        for sock in streams:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                log.debug("stream socket already closed")
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    # -- the sink
+    def publish(self, result: FrameResult, frame: np.ndarray | None) -> None:
+        """Keep the newest result (and RGB frame); never blocks on viewers or encoding."""
+        with self._cond:
+            self._result = result
+            if drawable(frame):
+                self._frame = frame
+            self._seq += 1
+            if result.status in (OK, UNCERTAIN):
+                self._last_good = time.monotonic()
+            self._cond.notify_all()
+        self.metrics.observe(result)
+
+    # -- what the handler serves
+    def latest(self) -> FrameResult | None:
+        return self._result
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        last = self._last_good
+        age = None if last is None else time.monotonic() - last
+        ok = age is not None and age <= self.stale_after_s
+        state = "ok" if ok else ("starting" if age is None else "stale")
+        return ok, {"status": state, "age_s": None if age is None else round(age, 3),
+                    "stale_after_s": self.stale_after_s}
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            clients = len(self._streams)
+        age = None if self._result is None else round(time.time() - self._result.timestamp, 3)
+        server = {"uptime_s": round(time.monotonic() - self._started, 3), "results_published": self._seq,
+                  "stream_clients": clients, "last_result_age_s": age, **self.counts}
+        return {**self._pipeline_stats(), "server": server, "disclaimer": DISCLAIMER}  # it counts labels
+
+    def _pipeline_stats(self) -> dict[str, Any]:
+        if self._stats_fn is None:
+            return {}
+        try:
+            return dict(self._stats_fn())
+        except Exception as e:  # the pipeline's callable must not break the server
+            log.warning("stats callable failed: %s", e)
+            return {"stats_error": str(e)}
+
+    def wait_new(self, seen: int, timeout: float) -> int:
+        """Block until a result newer than ``seen`` (or close, or timeout); the current seq."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq != seen or self._closing.is_set(), timeout)
+            return self._seq
+
+    def jpeg(self) -> tuple[int, bytes] | None:
+        """(seq, annotated JPEG) of the newest frame, re-encoded at most max_stream_fps times a second."""
+        with self._encode_lock:
+            with self._cond:
+                seq, result, frame = self._seq, self._result, self._frame
+            cached = self._jpeg
+            if cached and (cached[0] == seq or time.monotonic() - cached[1] < self._min_interval):
+                return cached[0], cached[2]
+            if frame is None:
+                return None
+            try:
+                image = annotate(frame, result)
+                ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            except cv2.error as e:
+                log.warning("cannot draw frame %s: %s", getattr(frame, "shape", "?"), e)
+                return (cached[0], cached[2]) if cached else None
+            if not ok:
+                return (cached[0], cached[2]) if cached else None
+            self._jpeg = (seq, time.monotonic(), buf.tobytes())
+            self.count("jpeg_encoded")
+            return seq, self._jpeg[2]
+
+    def count(self, name: str) -> None:
+        with self._count_lock:
+            self.counts[name] += 1
+
+    def add_stream(self, sock: socket.socket) -> bool:
+        with self._cond:
+            if len(self._streams) >= self.max_stream_clients or self._closing.is_set():
+                return False
+            self._streams.add(sock)
+            self.metrics.clients.set(len(self._streams))
+            return True
+
+    def remove_stream(self, sock: socket.socket) -> None:
+        with self._cond:
+            self._streams.discard(sock)
+            self.metrics.clients.set(len(self._streams))
+
+    def authorized(self, query: dict[str, list[str]], header: str | None) -> bool:
+        if self.token is None:
+            return True
+        given = (query.get("token") or [""])[0]
+        if not given and header and header.lower().startswith("bearer "):
+            given = header[7:].strip()
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def static(self, name: str) -> tuple[bytes, str] | None:
+        return self._static.get(name)
+
+    @property
+    def closing(self) -> threading.Event:
+        return self._closing
+
+    @property
+    def min_interval(self) -> float:
+        return self._min_interval
+
+
+def _lan_address() -> str:
+    """The address other machines reach this one at (the interface of the default route), no packet sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the route
+            return probe.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
+
+
+def _load_static(token: str | None) -> dict[str, tuple[bytes, str]]:
+    """The files of edge/outputs/web, by name; index.html gets the disclaimer and the token filled in."""
+    types = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+             ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
+    files: dict[str, tuple[bytes, str]] = {}
+    for entry in resources.files("edge.outputs").joinpath("web").iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1]
+        if entry.is_file() and suffix in types:
+            files[entry.name] = (entry.read_bytes(), types[suffix])
+    page, ctype = files["index.html"]
+    fill = {"__DISCLAIMER__": html.escape(DISCLAIMER), "__TOKEN__": html.escape(token or ""),
+            "__TOKEN_QUERY__": html.escape(f"?token={quote(token, safe='')}" if token else "")}
+    for key, value in fill.items():
+        page = page.replace(key.encode(), value.encode())
+    files["index.html"] = (page, ctype)
+    return files
+
+
+def _bind_error(host: str, port: int, e: OSError) -> ConfigError:
+    if e.errno == errno.EADDRINUSE:
+        return ConfigError(f"port {port} on {host} is in use; choose another with --http HOST:PORT")
+    if e.errno == errno.EACCES:
+        return ConfigError(f"no permission to listen on port {port} on {host}; use a port above 1023")
+    reason = e.strerror or str(e)
+    return ConfigError(f"cannot listen on {host}:{port}: {reason}; "
+                       "give an address of this machine with --http HOST:PORT")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, live: LiveServer) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.live = live
+        super().__init__((host, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("HTTP request from %s failed", client_address[0], exc_info=True)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON: numpy scalars to Python, NaN and infinities to null."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj if isinstance(obj, (str, int, float, bool, type(None))) else str(obj)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "skin-edge"
+    sys_version = ""
+    timeout = 15  # seconds a silent client may hold a thread
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        live = self.server.live
+        live.count("requests")
+        url = urlsplit(self.path)
+        route = url.path
+        if route == "/healthz":
+            ok, body = live.health()
+            return self._json(200 if ok else 503, body)
+        if not live.authorized(parse_qs(url.query), self.headers.get("Authorization")):
+            live.count("unauthorized")
+            return self._json(401, {"error": "access token required",
+                                    "hint": "add ?token=TOKEN to the address or send Authorization: Bearer TOKEN"},
+                              [("WWW-Authenticate", 'Bearer realm="skin-edge"')])
+        handler = self._routes().get(route)
+        if handler is not None:
+            return handler()
+        page = live.static("index.html" if route == "/" else route[1:])
+        if page is None:
+            live.count("not_found")
+            return self._json(404, {"error": f"no such path: {route}"})
+        return self._send(200, page[0], page[1])
+
+    do_HEAD = do_GET
+
+    def _not_allowed(self) -> None:
+        self._json(405, {"error": f"method {self.command} not allowed"}, [("Allow", "GET, HEAD")])
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def _routes(self) -> dict[str, Callable[[], None]]:
+        return {"/api/latest": self._latest, "/api/stats": self._stats, "/metrics": self._metrics,
+                "/snapshot.jpg": self._snapshot, "/stream.mjpg": self._stream}
+
+    def _latest(self) -> None:
+        result = self.server.live.latest()
+        if result is None:
+            return self._json(503, {"error": "no result yet", "disclaimer": DISCLAIMER})
+        self._json(200, result.as_dict())
+
+    def _stats(self) -> None:
+        self._json(200, self.server.live.stats())
+
+    def _metrics(self) -> None:
+        self._send(200, generate_latest(self.server.live.metrics.registry), CONTENT_TYPE_LATEST)
+
+    def _snapshot(self) -> None:
+        got = self.server.live.jpeg()
+        if got is None:
+            return self._json(503, {"error": "no frame yet"})
+        self._send(200, got[1], "image/jpeg")
+
+    def _stream(self) -> None:
+        live = self.server.live
+        if self.command == "HEAD":
+            return self._send(200, b"", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        if not live.add_stream(self.connection):
+            return self._json(503, {"error": "too many viewers"}, [("Retry-After", "5")])
+        try:
+            self.send_response(200)
+            self._common_headers(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(_PART_HEAD[2:])
+            self._stream_parts(live)
+        except OSError as e:  # the viewer went away or the server is closing
+            log.debug("stream viewer left: %s", e)
+        finally:
+            live.remove_stream(self.connection)
+            self.close_connection = True
+
+    def _stream_parts(self, live: LiveServer) -> None:
+        seen = -1
+        while not live.closing.is_set():
+            if live.wait_new(seen, timeout=1.0) == seen:
+                continue
+            got = live.jpeg()
+            if got is None or live.closing.is_set():
+                continue
+            seen, jpeg = got
+            self.wfile.write(jpeg + _PART_HEAD)
+            self.wfile.flush()
+            live.closing.wait(live.min_interval)
+
+    def _common_headers(self, content_type: str) -> None:
+        self.send_header("Content-Type", content_type)
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Content-Security-Policy",
+                         "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'")
+
+    def _send(self, code: int, body: bytes, content_type: str, extra: list[tuple[str, str]] = ()) -> None:
+        self.send_response(code)
+        self._common_headers(content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in extra:
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, code: int, obj: Any, extra: list[tuple[str, str]] = ()) -> None:
+        body = json.dumps(_jsonable(obj), separators=(",", ":")).encode()
+        self._send(code, body, "application/json", extra)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        log.debug("%s %s", self.address_string(), _TOKEN_RE.sub("token=***", format % args))

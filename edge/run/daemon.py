@@ -1,0 +1,187 @@
+"""``edge run``: load the model once, open the source, run the pipeline into its outputs.
+
+Outputs: the terminal line, ``--jsonl``, the live page (``--http``, :mod:`edge.outputs.server`) and the
+systemd notify protocol. SIGTERM and SIGINT stop capture, finish the frame in flight, flush the
+outputs and release the camera; the process then exits 0 (in well under 2 s). A camera or stream
+lost for good raises SourceError, which the command turns into exit status 1 so systemd restarts
+the service.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Callable, TextIO
+
+from edge import DISCLAIMER
+from edge.run.config import RunConfig
+from edge.errors import ConfigError
+from edge.outputs.notify import Notifier, NotifySink
+from edge.run.pipeline import Pipeline, PipelineOptions, RunSummary
+from edge.results import Sink
+from edge.outputs.sinks import JsonlSink, TerminalSink
+from edge.sources.factory import make_source
+
+
+@dataclass(frozen=True)
+class DaemonRun:
+    summary: RunSummary
+    url: str | None  # the live page (with its token), when --http was given
+
+
+def default_threads() -> int:
+    """Interpreter threads for ``edge run``: every core but one, which capture and preprocessing use."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def options_from(cfg: RunConfig) -> PipelineOptions:
+    return PipelineOptions(top_k=cfg.top_k, threshold=cfg.threshold, smoothing=cfg.smoothing,
+                           reset_after=cfg.reset_after, quality=cfg.quality, max_frames=cfg.max_frames,
+                           duration=cfg.duration, realtime=cfg.realtime, reconnect=cfg.reconnect)
+
+
+def _check(cfg: RunConfig) -> None:
+    if not cfg.model:
+        raise ConfigError("no model: pass --model or set 'model' in the config.")
+    if (cfg.camera is None) == (cfg.source is None):
+        raise ConfigError("give one source: --camera [N] or --source VIDEO|FOLDER|GLOB|URL "
+                          "(or 'camera' / 'source' in the config).")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def summary_line(summary: RunSummary) -> str:
+    s = summary.stats
+    f = s["frames"]
+    lat = s["latency_ms"]["p50"]
+    return (f"{summary.reason}: {f['processed']} frames processed ({f['ok']} labelled, {f['uncertain']} "
+            f"uncertain, {f['errors']} errors), {f['dropped']} dropped, {s['fps']:.1f} fps"
+            + (f", latency p50 {lat:.0f} ms" if lat is not None else ""))
+
+
+def _stderr_is_tty() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def live_page_line(server: Any, *, show_token: bool) -> str:
+    """The start-up line with the page's address; its token only where ``show_token`` allows."""
+    if not server.token:
+        return f"live page: {server.url}"
+    if show_token:
+        return f"live page: {server.page_url}"
+    return f"live page: {server.url} (open it with ?token=TOKEN; the token is kept out of the log)"
+
+
+def _open_server(cfg: RunConfig, stats: Callable[[], dict]) -> Any:
+    from edge.outputs.server import LiveServer  # noqa: PLC0415
+
+    host, port = cfg.listen  # type: ignore[misc]
+    return LiveServer(host, port, token=cfg.token, stats=stats).start()
+
+
+def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str], None] | None = None,
+               notifier: Notifier | None = None, show_token: bool | None = None) -> DaemonRun:
+    """Run until the source ends, a limit is reached or a signal arrives. Raises EdgeError subclasses.
+
+    ``show_token``: print the live page's address with its access token (default: only when
+    stderr is a terminal, so that the token never reaches the journal or a log file).
+    """
+    from edge.model.load import load_model  # noqa: PLC0415
+
+    _check(cfg)
+    out = out or sys.stdout
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    source = make_source(cfg.source, cfg.camera, camera_size=cfg.camera_size)  # a bad path fails here, first
+    model = load_model(cfg.model, device=cfg.device, threads=cfg.threads or default_threads(),  # type: ignore[arg-type]
+                       labels=cfg.labels)
+    for line in model.notes:
+        log(line)
+    if hasattr(source, "prefer_size"):
+        source.prefer_size((model.spec.width, model.spec.height))  # picamera2: the ISP scales for free
+    systemd = notifier or Notifier(log=log)
+
+    def log_and_status(message: str) -> None:  # reconnect notices also show in `systemctl status`
+        log(message)
+        systemd.status(message)
+
+    pipeline = Pipeline(model, source, (), options_from(cfg), log=log_and_status)
+    pipeline.stats.info.update(runtime=f"{model.runtime.name} {model.runtime.version}", threads=model.threads)
+    notify = NotifySink(systemd, describe=lambda: _status(pipeline))
+    sinks: list[Sink] = []
+    server = None
+    try:
+        if cfg.http:
+            server = _open_server(cfg, pipeline.stats_dict)
+            sinks.append(server)
+        sinks.insert(0, TerminalSink(out, quiet=cfg.quiet))
+        if cfg.jsonl:
+            sinks.append(JsonlSink(cfg.jsonl, fsync=cfg.fsync, log=log))
+        sinks.append(notify)
+        pipeline.sinks = sinks
+        log(f"edge run: {model.path} on {model.device} ({model.runtime.name} {model.runtime.version}, "
+            f"{model.threads} thread{'s' if model.threads != 1 else ''}), source {source.name}")
+        if server is not None:
+            log(live_page_line(server, show_token=_stderr_is_tty() if show_token is None else show_token))
+            host = cfg.listen[0]  # type: ignore[index]
+            if not _is_loopback(host) and not cfg.token:
+                log(f"warning: the live page is open to every host that can reach {host}; set --token")
+        log(DISCLAIMER)
+        with _signals_stop(pipeline, notify):
+            summary = pipeline.run()
+    except BaseException:
+        for sink in sinks:  # on failure before or during the run: release the port, flush the file
+            sink.close()
+        notify.close()
+        if pipeline.summary is not None:
+            log(summary_line(pipeline.summary))
+        raise
+    log(summary_line(summary))
+    return DaemonRun(summary, server.page_url if server is not None else None)
+
+
+def _status(pipeline: Pipeline) -> str:
+    s = pipeline.stats_dict()
+    f = s["frames"]
+    return f"running: {s['fps']:.1f} fps, {f['processed']} frames, {f['dropped']} dropped, {f['errors']} errors"
+
+
+class _signals_stop:
+    """SIGTERM/SIGINT -> stop the pipeline after the frame in flight; a second one aborts."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, pipeline: Pipeline, notify: NotifySink) -> None:
+        self.pipeline, self.notify = pipeline, notify
+        self.previous: dict[int, Any] = {}
+        self.received: int | None = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt  # asked twice: stop now
+        self.received = signum
+        self.notify.stop(f"stopping ({signal.Signals(signum).name})")
+        self.pipeline.stop()
+
+    def __enter__(self) -> "_signals_stop":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+

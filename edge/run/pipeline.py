@@ -1,0 +1,317 @@
+"""Frames to results: quality gate, preprocess, invoke, postprocess, smoothing, threshold.
+
+The quality measures and preprocessing of a frame run in the capture thread (:meth:`Pipeline.prepare`),
+so they overlap the inference of the previous frame; the inference thread invokes the model,
+smooths, thresholds and publishes.
+
+``edge run`` and ``edge benchmark --source`` both use :class:`Pipeline` (the latter through
+:func:`run_frames`), so what the benchmark times is what the daemon does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edge.sources.capture import Capture, Frame, Reconnect, log_stderr
+from edge.errors import EdgeError, ImageError, first_line
+from edge.ops.postprocess import top_k
+from edge.ops.quality import Quality, QualityThresholds, measure, reasons_for
+from edge.results import ERROR, OK, UNCERTAIN, FrameResult, Sink, StageTimes
+from edge.ops.smoothing import Smoother
+from edge.sources.base import Source
+
+LOW_CONFIDENCE = "low confidence"
+MIN_SIDE = 8
+MAX_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    top_k: int = 3
+    threshold: float = 0.5  # smoothed top score below this: "uncertain"
+    smoothing: float = 0.4  # low-pass factor, 1 = off
+    reset_after: int = 10  # unlabelled frames in a row that reset the smoothing
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
+    max_frames: int | None = None  # stop after this many results
+    duration: float | None = None  # stop after this many seconds
+    realtime: bool = True  # video files at their frame rate (False: every frame, as fast as possible)
+    reconnect: Reconnect = field(default_factory=Reconnect)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    reason: str  # "end of source", "max frames", "duration", "stopped", "source failed"
+    stats: dict[str, Any]
+    results: tuple[FrameResult, ...] = ()  # only when collected (benchmarks, tests)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A frame made ready for the model, or why it cannot be."""
+
+    tensor: np.ndarray | None = None
+    quality: Quality | None = None
+    reasons: tuple[str, ...] = ()  # quality gate failures
+    quality_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    error: str | None = None
+
+
+def frame_problem(image: Any) -> str | None:
+    """Why a frame cannot be classified (wrong type, channels, size), or None when it can."""
+    if not isinstance(image, np.ndarray):
+        return f"not an image array ({type(image).__name__})"
+    if image.dtype != np.uint8:
+        return f"pixel type {image.dtype}, expected uint8"
+    if image.ndim != 3 or image.shape[2] != 3:
+        channels = 1 if image.ndim == 2 else (image.shape[2] if image.ndim == 3 else None)
+        what = f"{channels} channel{'s' if channels != 1 else ''}" if channels else f"shape {image.shape}"
+        return f"frame has {what}, expected 3 (RGB)"
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return f"frame too small ({w}x{h})"
+    if h * w > MAX_PIXELS:
+        return f"frame too large ({w}x{h})"
+    return None
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+    a = np.fromiter(values, dtype=np.float64)
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"p50": round(float(p50), 3), "p90": round(float(p90), 3), "p99": round(float(p99), 3),
+            "max": round(float(a.max()), 3)}
+
+
+class PipelineStats:
+    """Counters and recent timings, safe to read from another thread (the HTTP server)."""
+
+    FPS_WINDOW_S = 3.0
+
+    def __init__(self, window: int = 1000) -> None:
+        self._lock = threading.Lock()
+        self.started = time.time()
+        self.processed = self.errors = self.uncertain = self.ok = 0
+        self.last_result: float | None = None  # time.time() of the last result
+        self.last_inference: float | None = None  # ... of the last result the model actually ran on
+        self.labels: dict[str, int] = {}
+        self._latency: deque[float] = deque(maxlen=window)
+        self._invoke: deque[float] = deque(maxlen=window)
+        self._times: deque[float] = deque(maxlen=256)
+        self.capture: Capture | None = None
+        self.info: dict[str, Any] = {}  # model, device, source: set by whoever runs the pipeline
+
+    def fps(self, now: float | None = None) -> float:
+        now = time.perf_counter() if now is None else now
+        with self._lock:
+            recent = [t for t in self._times if now - t <= self.FPS_WINDOW_S]
+        if len(recent) < 2 or recent[-1] == recent[0]:
+            return 0.0
+        return (len(recent) - 1) / (recent[-1] - recent[0])
+
+    def record(self, result: FrameResult, done: float) -> None:
+        with self._lock:
+            self.processed += 1
+            self.last_result = result.timestamp
+            self._times.append(done)
+            self._latency.append(result.latency_ms)
+            if result.status == ERROR:
+                self.errors += 1
+                return
+            self.last_inference = result.timestamp
+            self._invoke.append(result.times.invoke_ms)
+            if result.status == OK:
+                self.ok += 1
+                label = result.label or ""
+                self.labels[label] = self.labels.get(label, 0) + 1
+            else:
+                self.uncertain += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures /api/stats serves (plain JSON types)."""
+        cap = self.capture
+        now = time.time()
+        fps = self.fps()
+        with self._lock:
+            d = {
+                **self.info,
+                "started": round(self.started, 3),
+                "uptime_s": round(now - self.started, 3),
+                "frames": {"captured": cap.captured if cap else self.processed, "processed": self.processed,
+                           "dropped": cap.dropped if cap else 0, "errors": self.errors,
+                           "uncertain": self.uncertain, "ok": self.ok},
+                "reconnects": cap.reconnects if cap else 0,
+                "fps": round(fps, 2),
+                "last_result": self.last_result,
+                "last_inference": self.last_inference,
+                "latency_ms": _percentiles(self._latency),
+                "invoke_ms": _percentiles(self._invoke),
+                "labels": dict(self.labels),
+            }
+        return d
+
+
+class Pipeline:
+    """Runs ``model`` over ``source``, publishing every result to ``sinks``."""
+
+    def __init__(self, model: Any, source: Source, sinks: Sequence[Sink] = (),
+                 options: PipelineOptions = PipelineOptions(), *,
+                 log: Callable[[str], None] = log_stderr) -> None:
+        self.model, self.source, self.options, self.log = model, source, options, log
+        self.sinks: list[Sink] = list(sinks)
+        self.smoother = Smoother(options.smoothing, options.reset_after)
+        self.stats = PipelineStats()
+        self.stats.info = {"source": source.name, "model": str(getattr(model, "path", "")),
+                           "device": getattr(model, "device", None)}
+        self.capture: Capture | None = None
+        self.summary: RunSummary | None = None
+        self._stop = threading.Event()
+        self._labels = getattr(model, "labels", None)
+
+    def stats_dict(self) -> dict[str, Any]:
+        return self.stats.as_dict()
+
+    def stop(self) -> None:
+        """Ask the run to end after the frame in flight (safe from a signal handler)."""
+        self._stop.set()
+
+    # ---------------------------------------------------------------- one frame
+
+    def prepare(self, image: Any) -> "Prepared":
+        """Quality measures and the input tensor for one image (runs in the capture thread)."""
+        problem = frame_problem(image)
+        if problem:
+            return Prepared(error=problem)
+        t0 = time.perf_counter()
+        q = measure(image)
+        reasons = reasons_for(q, self.options.quality)
+        t1 = time.perf_counter()
+        try:
+            tensor = self.model.prepare(image)
+        except ImageError as e:
+            return Prepared(error=e.message)
+        t2 = time.perf_counter()
+        return Prepared(tensor, q, tuple(reasons), (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+
+    def process(self, frame: Frame) -> FrameResult:
+        """One frame through every stage; a bad frame gives an ERROR result, never an exception."""
+        if frame.error is not None:
+            return self._error(frame, frame.error)
+        prep = frame.prepared if isinstance(frame.prepared, Prepared) else self.prepare(frame.image)
+        if prep.error is not None or prep.tensor is None or prep.quality is None:
+            return self._error(frame, prep.error or "frame could not be prepared")
+        t2 = time.perf_counter()
+        try:
+            raw = self.model.invoke(prep.tensor)
+        except (RuntimeError, ValueError) as e:
+            return self._error(frame, f"inference failed: {first_line(e)}")
+        t3 = time.perf_counter()
+        probs = self.model.probabilities(raw)
+        k = self.options.top_k
+        reasons = list(prep.reasons)
+        raw_top = top_k(probs, k, self._labels)
+        smoothed = self.smoother.state if reasons else self.smoother.update(probs)
+        top = top_k(smoothed, k, self._labels) if smoothed is not None else ()
+        if not reasons and top[0].score < self.options.threshold:
+            reasons.append(LOW_CONFIDENCE)
+        status = UNCERTAIN if reasons else OK
+        self.smoother.note(status == OK)
+        t4 = time.perf_counter()
+        times = StageTimes(capture_ms=frame.capture_ms, quality_ms=prep.quality_ms,
+                           preprocess_ms=prep.preprocess_ms, invoke_ms=(t3 - t2) * 1e3,
+                           postprocess_ms=(t4 - t3) * 1e3)
+        return FrameResult(timestamp=time.time(), frame_index=frame.index, status=status,
+                           reasons=tuple(reasons), top=top, raw_top=raw_top, times=times,
+                           latency_ms=(t4 - frame.captured) * 1e3, fps=self.stats.fps(t4),
+                           quality=prep.quality.as_dict())
+
+    def _error(self, frame: Frame, reason: str) -> FrameResult:
+        self.smoother.note(False)
+        now = time.perf_counter()
+        return FrameResult(timestamp=time.time(), frame_index=frame.index, status=ERROR, reasons=(reason,),
+                           times=StageTimes(capture_ms=frame.capture_ms),
+                           latency_ms=(now - frame.captured) * 1e3, fps=self.stats.fps(now))
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self, *, collect: bool = False, on_result: Callable[[FrameResult], None] | None = None) -> RunSummary:
+        """Capture and process until the source ends, a limit is reached or :meth:`stop` is called.
+
+        Closes the sinks and releases the source on the way out. Raises the capture's
+        SourceError when a camera or stream was lost for good, or the EdgeError of a sink that
+        could not flush its output, after the summary is kept in ``self.summary``.
+        """
+        opts = self.options
+        capture = Capture(self.source, realtime=opts.realtime, reconnect=opts.reconnect, log=self.log,
+                          prepare=self.prepare)
+        self.capture = self.stats.capture = capture
+        capture.start()
+        self.stats.info["source_fps"] = self.source.rate
+        results: list[FrameResult] = []
+        reason = "stopped"
+        deadline = time.perf_counter() + opts.duration if opts.duration else None
+        try:
+            while not self._stop.is_set():
+                if opts.max_frames and self.stats.processed >= opts.max_frames:
+                    reason = "max frames"
+                    break
+                if deadline is not None and time.perf_counter() >= deadline:
+                    reason = "duration"
+                    break
+                frame = capture.take(0.1)
+                if frame is None:
+                    if capture.finished:
+                        reason = "source failed" if capture.error else "end of source"
+                        break
+                    continue
+                result = self.process(frame)
+                self.stats.record(result, time.perf_counter())
+                for sink in self.sinks:
+                    sink.publish(result, frame.image)
+                if collect:
+                    results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        finally:
+            close_error = self._shutdown(capture)
+        self.summary = RunSummary(reason, self.stats.as_dict(), tuple(results))
+        if capture.error is not None:
+            raise capture.error
+        if close_error is not None:
+            raise close_error
+        return self.summary
+
+    def _shutdown(self, capture: Capture) -> EdgeError | None:
+        """Stop capture and close every sink; the first sink's failure to close, if any."""
+        capture.stop()
+        if not capture.join(1.0):
+            self.log(f"{self.source.name}: capture is blocked in the driver; not waiting for it")
+        errors: list[EdgeError] = []
+        for sink in self.sinks:  # every sink is closed even when one fails
+            try:
+                sink.close()
+            except EdgeError as e:
+                errors.append(e)
+            except OSError as e:
+                errors.append(EdgeError(f"cannot close the {type(sink).__name__} output ({e.strerror or e})."))
+        return errors[0] if errors else None
+
+
+def run_frames(model: Any, source: Source, frames: int | None = None, *,
+               options: PipelineOptions | None = None, sinks: Sequence[Sink] = ()) -> RunSummary:
+    """Run up to ``frames`` frames (all, when None) and return every result with the stats.
+
+    By default every frame is processed as fast as possible (``realtime=False``), which is what a
+    benchmark wants; pass ``options`` to change that.
+    """
+    opts = options or PipelineOptions(realtime=False)
+    if frames is not None:
+        opts = replace(opts, max_frames=frames)
+    return Pipeline(model, source, sinks, opts).run(collect=True)

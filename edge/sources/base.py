@@ -1,0 +1,55 @@
+"""The Source protocol every frame producer follows: open, read an RGB frame, close.
+
+``read()`` returns an RGB uint8 frame, or None when the source has no more frames (the end of a
+video or folder; a camera or stream that stopped delivering). It raises ImageError for one bad
+frame (the next read goes on) and SourceError when the source itself failed. ``finite`` sources
+(files, folders) end normally; the others are reconnected by :mod:`edge.sources.capture`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Source(Protocol):
+    name: str
+    rate: float | None  # nominal frames per second, None when unknown or not timed
+    finite: bool  # True: running out of frames is the normal end
+
+    def open(self) -> None: ...
+
+    def read(self) -> np.ndarray | None: ...
+
+    def close(self) -> None: ...
+
+
+class BaseSource:
+    """Context manager plumbing shared by all sources."""
+
+    name = "source"
+    rate: float | None = None
+    finite = False
+
+    def open(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def read(self) -> np.ndarray | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> "BaseSource":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+

@@ -1,0 +1,220 @@
+"""Capture in its own thread, handing inference always the newest frame.
+
+The thread also runs the pipeline's per-frame preparation (quality measures, resizing to the
+model's input), so that work overlaps inference instead of adding to it.
+
+A one-slot mailbox sits between the capture thread and inference: a new frame replaces one not
+yet taken (counted as dropped), so no queue builds up and latency stays one frame. Sources whose
+every frame matters (an image folder; a video file read with ``realtime=False``) use the slot
+losslessly instead: capture waits until inference took the previous frame.
+
+A camera or stream that stops delivering is reopened with exponential backoff; after
+``Reconnect.attempts`` failed tries in a row capture stops with a SourceError, so the daemon can
+exit non-zero and systemd restart it. The end of a file or folder is a normal end.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from edge.errors import ImageError, SourceError
+from edge.sources.base import Source
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame, or the error reading it."""
+
+    index: int  # position in the source, counting every frame read (dropped ones too)
+    image: np.ndarray | None
+    captured: float  # time.perf_counter() when the frame was read
+    capture_ms: float  # time spent reading and decoding it
+    error: str | None = None
+    prepared: Any = None  # what the ``prepare`` callable made of the image, in the capture thread
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """Backoff for a lost camera or stream: delay, doubling up to max_delay, give up after attempts."""
+
+    delay: float = 0.5
+    max_delay: float = 10.0
+    attempts: int = 10  # failed reopen attempts in a row before giving up; 0 = never give up
+
+
+class Mailbox:
+    """A one-slot handover between one producer and one consumer."""
+
+    def __init__(self, lossless: bool = False) -> None:
+        self.lossless = lossless
+        self._cond = threading.Condition()
+        self._item: Frame | None = None
+        self._closed = False
+
+    def put(self, frame: Frame, stop: threading.Event) -> bool:
+        """Leave a frame; True when it replaced one never taken (a dropped frame)."""
+        with self._cond:
+            if self.lossless:
+                while self._item is not None and not stop.is_set():
+                    self._cond.wait(0.05)
+                if stop.is_set():
+                    return False
+            dropped = self._item is not None
+            self._item = frame
+            self._cond.notify_all()
+            return dropped
+
+    def take(self, timeout: float) -> Frame | None:
+        """The newest frame, waiting up to ``timeout`` s; None when there is none."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def finished(self) -> bool:
+        """The producer is done and nothing is left to take."""
+        with self._cond:
+            return self._closed and self._item is None
+
+
+def log_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Capture:
+    """Reads ``source`` in a background thread. Call :meth:`start`, then :meth:`take` frames."""
+
+    def __init__(self, source: Source, *, realtime: bool = True, reconnect: Reconnect = Reconnect(),
+                 log: Callable[[str], None] = log_stderr,
+                 prepare: Callable[[np.ndarray], Any] | None = None) -> None:
+        self.source = source
+        self.prepare = prepare  # per-frame work done here, overlapping the consumer's (preprocessing)
+        self.reconnect = reconnect
+        self.log = log
+        self.realtime = realtime
+        self.error: SourceError | None = None
+        self.captured = 0  # frames read (including bad ones)
+        self.dropped = 0  # frames replaced before inference took them
+        self.errors = 0  # frames that could not be read or decoded
+        self.reconnects = 0  # successful reopenings
+        self._failures = 0  # failed reopen attempts since the last good frame
+        self._stop = threading.Event()
+        self._mailbox = Mailbox()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def paced(self) -> bool:
+        """Video files in real time: frames are released at the file's frame rate."""
+        return self.realtime and self.source.finite and bool(self.source.rate)
+
+    def start(self) -> None:
+        """Open the source (SourceError here when it cannot be) and start the thread."""
+        self.source.open()
+        self._mailbox = Mailbox(lossless=self.source.finite and not self.paced)
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread.start()
+
+    def take(self, timeout: float = 0.1) -> Frame | None:
+        return self._mailbox.take(timeout)
+
+    @property
+    def finished(self) -> bool:
+        """The source ended (or failed, or capture was stopped) and every frame was taken."""
+        return self._mailbox.finished
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._mailbox.wake()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread (which releases the source); True when it has ended."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # ---------------------------------------------------------------- the thread
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as e:  # noqa: BLE001 - any failure ends capture and is reported by the daemon
+            self.error = SourceError(f"{self.source.name}: capture failed ({type(e).__name__}: {e}).")
+        finally:
+            try:
+                self.source.close()
+            finally:
+                self._mailbox.close()
+
+    def _loop(self) -> None:
+        index, started = 0, time.perf_counter()
+        while not self._stop.is_set():
+            if self.paced:
+                wait = started + index / float(self.source.rate or 1.0) - time.perf_counter()
+                if wait > 0 and self._stop.wait(wait):
+                    return
+            t0 = time.perf_counter()
+            try:
+                image, error = self.source.read(), None
+            except ImageError as e:
+                image, error = None, str(e)
+            except SourceError as e:
+                if not self._reopen(e.message):
+                    return
+                continue
+            t1 = time.perf_counter()
+            if image is None and error is None:
+                if self.source.finite or not self._reopen("no frame from the source"):
+                    return
+                continue
+            self._failures = 0 if error is None else self._failures
+            self.captured += 1
+            self.errors += error is not None
+            prepared = self.prepare(image) if self.prepare is not None and image is not None else None
+            if self._mailbox.put(Frame(index, image, t1, (t1 - t0) * 1e3, error, prepared), self._stop):
+                self.dropped += 1
+            index += 1
+
+    def _reopen(self, reason: str) -> bool:
+        """Close and reopen the source with backoff; False when stopped or given up (self.error set)."""
+        policy = self.reconnect
+        self.source.close()
+        while not self._stop.is_set():
+            self._failures += 1
+            if policy.attempts and self._failures > policy.attempts:
+                self.error = SourceError(f"{self.source.name}: {reason}; gave up after {policy.attempts} "
+                                         "reconnect attempts.", "Check the camera or stream.")
+                return False
+            delay = min(policy.delay * 2 ** (self._failures - 1), policy.max_delay)
+            limit = f"/{policy.attempts}" if policy.attempts else ""
+            self.log(f"{self.source.name}: {reason}; reconnecting in {delay:.1f} s "
+                     f"(attempt {self._failures}{limit})")
+            if self._stop.wait(delay):
+                return False
+            try:
+                self.source.open()
+            except SourceError as e:
+                reason = e.message
+                continue
+            self.reconnects += 1
+            self.log(f"{self.source.name}: reconnected")
+            return True
+        return False

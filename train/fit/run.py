@@ -1,0 +1,252 @@
+"""`train fit`: a lesion-safe split, two-phase MobileNetV2 training, an honest test evaluation.
+
+Phase 1 trains the new head on a frozen pretrained base; phase 2 fine-tunes the top layers of
+the base at a lower learning rate, BatchNorm kept frozen. Model selection, early stopping and
+learning-rate reduction all follow validation balanced accuracy. The run folder is written
+under a temporary name and renamed at the end, so a folder named RUN is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edge.data.datasets import DatasetError, Record, class_counts, load_dataset, split_by_lesion, write_split_csv
+from train.errors import TrainError
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a training run produced; `metrics` are the test split's."""
+
+    run: Path
+    metrics: dict
+    epochs: int
+    best_epoch: int
+    best_val_balanced_accuracy: float
+    images_per_second: float
+    seconds: float
+    interrupted: bool
+    images: dict[str, int]
+    warnings: tuple[str, ...]
+    strategy: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    image_size: int
+    alpha: float
+    weights: str
+    epochs: int
+    fine_tune_epochs: int
+    fine_tune_layers: int
+    batch_size: int
+    lr: float
+    fine_tune_lr: float
+    seed: int
+    val_fraction: float
+    test_fraction: float
+    strict: bool
+    oversample: bool
+    patience: int
+    dropout: float
+
+
+def fit(data: Path, out: Path, *, image_size: int = 224, alpha: float = 1.0, weights: str = "imagenet",
+        epochs: int = 10, fine_tune_epochs: int = 10, fine_tune_layers: int = 40, batch_size: int = 32,
+        lr: float = 1e-3, fine_tune_lr: float | None = None, seed: int = 0, val_fraction: float = 0.15,
+        test_fraction: float = 0.15, strict: bool = False, oversample: bool = False, patience: int = 5,
+        dropout: float = 0.2, force: bool = False, report: Report | None = None) -> FitResult:
+    """Train on the dataset under `data` and write the run folder `out` (see docs/training.md)."""
+    settings = Settings(image_size, alpha, _weights_arg(weights), epochs, fine_tune_epochs, fine_tune_layers,
+                        batch_size, lr, fine_tune_lr if fine_tune_lr is not None else lr / 10, seed,
+                        val_fraction, test_fraction, strict, oversample, patience, dropout)
+    _check_settings(settings)
+    out = Path(out).expanduser().absolute()
+    _check_out(out, Path(data), force)
+    report = report or (lambda message: None)
+    dataset = load(data, strict)
+    for warning in dataset.warnings:
+        report(f"warning: {warning}")
+    try:
+        splits = split_by_lesion(dataset.records, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        class_counts(dataset.records, dataset.labels)  # every label is one of the model's
+    except DatasetError as e:
+        raise TrainError(str(e)) from None
+    from train.quiet import import_tensorflow  # noqa: PLC0415
+
+    import_tensorflow()
+    from train.fit import training  # noqa: PLC0415  (TensorFlow from here on)
+
+    strategy = training.choose_strategy()
+    tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(3)}"
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise TrainError(f"cannot create {tmp}: {e.strerror or e}; choose another --out") from None
+    try:
+        outcome = training.train(dataset, splits, tmp, settings, strategy, report)
+        result = _finish(Path(data), dataset, splits, tmp, out, settings, outcome, force,
+                         training.is_chief(strategy))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def load(data: Path, strict: bool):
+    """The dataset under `data`; dataset problems become TrainError (one line, exit 1)."""
+    try:
+        return load_dataset(Path(data).expanduser(), strict=strict)
+    except DatasetError as e:
+        raise TrainError(str(e)) from None
+
+
+def _weights_arg(weights: str) -> str:
+    w = str(weights)
+    if w.lower() in ("imagenet", "none"):
+        return w.lower()
+    path = Path(w).expanduser()
+    if not path.is_file():
+        raise TrainError(f"--weights {w}: no such file; pass a local .h5 / .weights.h5 file, imagenet or none")
+    return str(path.absolute())
+
+
+def _check_settings(s: Settings) -> None:
+    problems = [
+        (s.image_size < 32, f"--image-size {s.image_size} is too small; use 32 or more (96..224 typical)"),
+        (s.alpha <= 0, f"--alpha {s.alpha} must be positive (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)"),
+        (s.epochs < 1, f"--epochs {s.epochs} must be at least 1"),
+        (s.fine_tune_epochs < 0, f"--fine-tune-epochs {s.fine_tune_epochs} must be 0 or more"),
+        (s.fine_tune_layers < 1, f"--fine-tune-layers {s.fine_tune_layers} must be at least 1"),
+        (s.batch_size < 1, f"--batch-size {s.batch_size} must be at least 1"),
+        (not 0 < s.lr < 1, f"--lr {s.lr} must lie between 0 and 1"),
+        (not (0 < s.val_fraction < 1 and 0 < s.test_fraction < 1 and s.val_fraction + s.test_fraction < 1),
+         f"--val-fraction {s.val_fraction} and --test-fraction {s.test_fraction} must each lie between 0 and 1 "
+         "and add up to less than 1"),
+        (s.patience < 1, f"--patience {s.patience} must be at least 1"),
+        (not 0 <= s.dropout < 1, f"dropout {s.dropout} must lie in [0, 1)"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise TrainError(message)
+
+
+def _check_out(out: Path, data: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise TrainError(f"{out} already exists; choose another --out or pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"{out} is a file; --out must name a folder")
+    data = data.expanduser().resolve()
+    if out.resolve() == data or out.resolve() in data.parents:
+        raise TrainError(f"--out {out} holds the dataset {data}; a run folder must be somewhere else")
+
+
+def _finish(data: Path, dataset, splits: Mapping[str, Sequence[Record]], tmp: Path, out: Path, settings: Settings,
+            outcome, force: bool, chief: bool) -> FitResult:
+    """Write everything except the model and history (already in `tmp`), then rename tmp -> out."""
+    from train.report import plots  # noqa: PLC0415
+
+    labels = list(dataset.labels)
+    (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    write_split_csv(tmp / "split.csv", splits)
+    write_json(tmp / "metrics.json", outcome.metrics)
+    plots.confusion_matrices(outcome.metrics["confusion_matrix"], labels, tmp / "plots", title="test")
+    if (tmp / "history.csv").is_file():
+        plots.history_curves(tmp / "history.csv", tmp / "plots")
+    plots.class_distribution({name: class_counts(recs, labels) for name, recs in splits.items()},
+                             labels, tmp / "plots")
+    run = run_info(data, dataset, settings, outcome, labels)
+    write_json(tmp / "run.json", run)
+    if not chief:  # another worker of a multi-worker run: the chief writes the run folder
+        shutil.rmtree(tmp)
+        return _result(out, dataset, outcome)
+    if out.exists() and force:
+        old = out.parent / f"{out.name}.old-{secrets.token_hex(3)}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+    return _result(out, dataset, outcome)
+
+
+def run_info(data: Path, dataset, settings: Settings, outcome, labels: Sequence[str]) -> dict:
+    return {
+        "data": str(data.expanduser().resolve()),
+        "layout": dataset.layout,
+        "image_size": [settings.image_size, settings.image_size],
+        "alpha": settings.alpha,
+        "weights": settings.weights,
+        "seed": settings.seed,
+        "labels": list(labels),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "interrupted": outcome.interrupted,
+        "epochs": settings.epochs,
+        "fine_tune_epochs": settings.fine_tune_epochs,
+        "fine_tune_layers": settings.fine_tune_layers,
+        "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "fine_tune_lr": settings.fine_tune_lr,
+        "val_fraction": settings.val_fraction,
+        "test_fraction": settings.test_fraction,
+        "balancing": "oversample" if settings.oversample else "class_weights",
+        "class_weights": outcome.class_weights,
+        "epochs_run": outcome.epochs,
+        "best_epoch": outcome.best_epoch,
+        "best_val_balanced_accuracy": outcome.best_score,
+        "images": outcome.images,
+        "missing_images": dataset.missing,
+        "unreadable_images": outcome.unreadable,
+        "images_per_second": outcome.images_per_second,
+        "seconds": outcome.seconds,
+        "strategy": outcome.strategy,
+        "replicas": outcome.replicas,
+    }
+
+
+def _result(out: Path, dataset, outcome) -> FitResult:
+    return FitResult(run=out, metrics=outcome.metrics, epochs=outcome.epochs, best_epoch=outcome.best_epoch,
+                     best_val_balanced_accuracy=outcome.best_score, images_per_second=outcome.images_per_second,
+                     seconds=outcome.seconds, interrupted=outcome.interrupted, images=outcome.images,
+                     warnings=tuple(dataset.warnings) + outcome.warnings, strategy=outcome.strategy,
+                     replicas=outcome.replicas)
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md  # noqa: PLC0415
+    import platform  # noqa: PLC0415
+
+    found = {"python": platform.python_version()}
+    for package in ("skin-edge", "tensorflow", "tensorflow-cpu", "keras", "numpy", "scikit-learn"):
+        try:
+            found[package] = md.version(package)
+        except md.PackageNotFoundError:
+            continue
+    return found
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+

@@ -1,0 +1,1 @@
+"""Evaluation of a run: metrics (AUC and the training curves' extras), plots, ``train evaluate``."""
