@@ -119,10 +119,10 @@ def throughput(model, video: Path, realtime: bool) -> dict:
     results = summary.results[10:]  # past the start-up
     span = results[-1].timestamp - results[0].timestamp
     invoke_p50 = statistics.median(r.times.invoke_ms for r in results)
-    frames = summary.stats["frames"]
+    frames = summary.stats.frames.as_dict()
     fps = (len(results) - 1) / span
     if rate is None:  # in real time the source delivers at most its frame rate
-        rate = min(source.rate or 0.0, frames["captured"] / max(summary.stats["uptime_s"], 1e-9))
+        rate = min(source.rate or 0.0, frames["captured"] / max(summary.stats.uptime_s, 1e-9))
     inference_rate = 1000.0 / invoke_p50
     bound = min(rate, inference_rate)
     return {"video": video.name, "mode": "real time" if realtime else "every frame", "nominal_fps": source.rate,
@@ -134,10 +134,10 @@ def throughput(model, video: Path, realtime: bool) -> dict:
 def throughput_rounds(bundle: Path, camera_video: Path, model_size_video: Path, threads: int | None,
                       rounds: int) -> list[dict]:
     """Both cases, alternating, ``rounds`` times; per case the round with the median ratio."""
-    from edge.run.daemon import default_threads
+    from edge.backends.devices import default_threads
     from edge.model.load import load_model
 
-    model = load_model(bundle, device="cpu", threads=threads or default_threads())
+    model = load_model(bundle, device="cpu", threads=threads or default_threads(reserve=1))
     runs: dict[str, list[dict]] = {"camera": [], "model_size": []}
     for _ in range(rounds):
         runs["camera"].append(throughput(model, camera_video, True))
@@ -193,8 +193,8 @@ def memory(bundle: Path, frames: int, tmp: Path) -> dict:
 
     from edge.model.load import load_model
     from edge.outputs.notify import Notifier, NotifySink
-    from edge.run.pipeline import Pipeline, PipelineOptions
     from edge.outputs.sinks import JsonlSink, TerminalSink
+    from edge.run.pipeline import Pipeline, PipelineOptions
 
     model = load_model(bundle, device="cpu")
     proc = psutil.Process()
@@ -203,7 +203,7 @@ def memory(bundle: Path, frames: int, tmp: Path) -> dict:
     try:
         from edge.outputs.server import LiveServer
 
-        server = LiveServer("127.0.0.1", 0, stats=pipeline.stats_dict).start()
+        server = LiveServer("127.0.0.1", 0, stats=pipeline.snapshot).start()
         sinks.append(server)
         stop = threading.Event()
         for path, every in (("stream.mjpg", 0.0), ("api/latest", 0.33), ("api/stats", 2.0), ("metrics", 5.0)):

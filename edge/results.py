@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -71,3 +71,85 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush and release; called once when the pipeline stops."""
+
+
+# ---------------------------------------------------------------- running statistics
+
+
+@dataclass(frozen=True)
+class FrameCounts:
+    """Frames seen by a run: read from the source, processed, dropped, and by outcome."""
+
+    captured: int = 0
+    processed: int = 0
+    dropped: int = 0
+    errors: int = 0
+    uncertain: int = 0
+    ok: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"captured": self.captured, "processed": self.processed, "dropped": self.dropped,
+                "errors": self.errors, "uncertain": self.uncertain, "ok": self.ok}
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """p50/p90/p99/max of recent timings in milliseconds; None before the first one."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+    @classmethod
+    def of(cls, values: "Sequence[float]") -> "Percentiles":
+        if not values:
+            return cls()
+        a = np.fromiter(values, dtype=np.float64)
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        return cls(round(float(p50), 3), round(float(p90), 3), round(float(p99), 3), round(float(a.max()), 3))
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "max": self.max}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What runs: set once by whoever starts the pipeline (None: not known)."""
+
+    source: str | None = None
+    model: str | None = None
+    device: str | None = None
+    source_fps: float | None = None
+    runtime: str | None = None
+    threads: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"source": self.source, "model": self.model, "device": self.device,
+                             "source_fps": self.source_fps}
+        d.update({k: v for k, v in (("runtime", self.runtime), ("threads", self.threads)) if v is not None})
+        return d
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """A snapshot of a run's counters and timings (what /api/stats serves, via :meth:`as_dict`)."""
+
+    info: RunInfo = field(default_factory=RunInfo)
+    started: float = 0.0  # time.time()
+    uptime_s: float = 0.0
+    frames: FrameCounts = field(default_factory=FrameCounts)
+    reconnects: int = 0
+    fps: float = 0.0
+    last_result: float | None = None  # time.time() of the last result
+    last_inference: float | None = None  # ... of the last result the model actually ran on
+    latency_ms: Percentiles = field(default_factory=Percentiles)
+    invoke_ms: Percentiles = field(default_factory=Percentiles)
+    labels: "Mapping[str, int]" = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.info.as_dict(), "started": round(self.started, 3), "uptime_s": round(self.uptime_s, 3),
+                "frames": self.frames.as_dict(), "reconnects": self.reconnects, "fps": round(self.fps, 2),
+                "last_result": self.last_result, "last_inference": self.last_inference,
+                "latency_ms": self.latency_ms.as_dict(), "invoke_ms": self.invoke_ms.as_dict(),
+                "labels": dict(self.labels)}

@@ -15,8 +15,8 @@ from typing import Iterator
 
 import cv2
 import numpy as np
-
 from conftest import INPUT_HW, LABELS, colour_image
+
 from edge.results import OK, FrameResult, StageTimes
 
 IMAGES_PER_CLASS = 14

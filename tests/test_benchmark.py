@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import LABELS, colour_image
 from typer.testing import CliRunner
 
-from conftest import LABELS, colour_image
 from edge.cli import app
 
 runner = CliRunner()

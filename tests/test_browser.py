@@ -25,6 +25,7 @@ from helpers import Feeder, wait_until
 from edge import DISCLAIMER
 from edge.model.load import load_model
 from edge.outputs.server import LiveServer
+from edge.results import FrameCounts, RunStats
 
 pytestmark = pytest.mark.browser
 
@@ -98,7 +99,7 @@ def check_live_page(driver, url: str) -> None:
 
 
 def test_page_shows_the_stream_and_a_label_that_updates(browser, model, tmp_path):
-    stats = {"frames": {"dropped": 3}, "uptime_s": 75}
+    stats = RunStats(frames=FrameCounts(dropped=3), uptime_s=75)
     live = LiveServer("127.0.0.1", 0, token="pagetoken", stats=lambda: stats).start()
     try:
         with Feeder(live, model, "red", hz=25) as feeder:

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import LABELS
 from typer.testing import CliRunner
 
-from conftest import LABELS
 from edge.cli import app
 
 runner = CliRunner()

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from conftest import colour_image
-from edge.run.config import ConfigError, RunConfig, load_config, with_overrides
 from helpers import MJPEGCamera, drain, notify_listener, write_video
+
+from edge.run.config import ConfigError, RunConfig, load_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 JSONL_KEYS = {"timestamp", "frame", "status", "reasons", "label", "score", "top_k", "raw_top_k", "times_ms",

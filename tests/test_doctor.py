@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import LABELS
 from typer.testing import CliRunner
 
-from conftest import LABELS
+from edge.cli import app
 from edge.device import doctor
 from edge.device import hardware as hw
-from edge.cli import app
 from edge.device.doctor import FAIL, PASS, WARN
 from edge.device.hardware import Roots
 

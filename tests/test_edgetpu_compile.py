@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from helpers import CALIBRATION_SIZE, one_line_error
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -193,8 +192,8 @@ def test_parse_report_of_the_real_compiler():
 
 
 def test_parse_report_rejects_other_output():
-    from train.export.edgetpu_compile import parse_report
     from train.errors import TrainError
+    from train.export.edgetpu_compile import parse_report
 
     with pytest.raises(TrainError, match="not the report"):
         parse_report("Segmentation fault\n")
@@ -285,8 +284,8 @@ def test_quantize_edgetpu_without_compiler_keeps_int8_bundle(quantized, tmp_path
 
 
 def test_quantize_with_edgetpu_compiles_and_verify_falls_back_to_cpu(quantized, tmp_path, compiler_on_path):
-    from edge.model.bundle import open_bundle
     from edge.cli import app as edge_app
+    from edge.model.bundle import open_bundle
     from train.cli import app
 
     out = tmp_path / "tpu"

@@ -71,7 +71,11 @@ def test_ties_count_half_in_auc():
 
 
 def test_agrees_with_scikit_learn_on_random_data():
-    from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support, roc_auc_score
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 5, 300)
@@ -97,3 +101,25 @@ def test_agrees_with_scikit_learn_on_random_data():
 def test_bad_shapes_raise(y, probs):
     with pytest.raises(ValueError):
         M.evaluate_predictions(y, probs, LABELS)
+
+
+def test_one_definition_serves_training_and_the_device():
+    """train.report.metrics builds on edge.ops.metrics: the same functions, not a copy."""
+    from edge.ops import metrics as shared
+
+    assert M.confusion_matrix is shared.confusion_matrix and M.balanced_accuracy is shared.balanced_accuracy
+    assert M.melanoma_recall is shared.melanoma_recall and M.per_class is shared.per_class
+
+
+def test_empty_input_is_undefined_not_zero():
+    """No images: accuracy is undefined (NaN; None in JSON), on both sides alike."""
+    import math
+
+    from edge.ops.metrics import accuracy, balanced_accuracy, confusion_matrix, score
+
+    cm = confusion_matrix([], [], 3)
+    assert math.isnan(accuracy(cm)) and math.isnan(balanced_accuracy(cm))
+    d = score([], [], ["a", "mel", "c"]).as_dict()
+    assert d["accuracy"] is None and d["balanced_accuracy"] is None and d["melanoma_recall"] is None
+    m = M.evaluate_predictions(np.zeros(0, np.int64), np.zeros((0, 3)), ["a", "mel", "c"])
+    assert m["n"] == 0 and m["accuracy"] is None and m["balanced_accuracy"] is None

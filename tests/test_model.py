@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import INPUT_HW, LABELS, colour_image
-from edge.model.bundle import open_bundle
+
 from edge.errors import BundleError, DelegateError, ModelError
+from edge.model.bundle import open_bundle
 from edge.model.load import load_model
 from edge.model.tflite_file import read_tflite
 
@@ -88,8 +88,8 @@ def test_bundle_meta_describes_the_model(bundle_dir):
 def test_model_built_once_per_process_not_per_image(bundle_dir, colour_files, monkeypatch):
     from typer.testing import CliRunner
 
-    from edge.model import load as model_module
     from edge.cli import app
+    from edge.model import load as model_module
 
     built = []
     real = model_module._make_interpreter

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
 from conftest import INPUT_HW, LABELS, colour_image
-from edge.ops.image import load_image
+
 from edge.model.load import load_model
+from edge.ops.image import load_image
 from edge.ops.preprocess import fit_to_input
 
 

@@ -12,19 +12,25 @@ import time
 import cv2
 import numpy as np
 import pytest
-
-from conftest import LABELS, colour_image
-from edge import DISCLAIMER
-from edge.sources.capture import Frame, Reconnect
-from edge.errors import ImageError, SourceError
-from edge.outputs.notify import Notifier, NotifySink
-from edge.run.pipeline import LOW_CONFIDENCE, Pipeline, PipelineOptions, frame_problem, run_frames
-from edge.ops.quality import QualityThresholds, brightness, gate, measure, sharpness
-from edge.results import ERROR, OK, UNCERTAIN, FrameResult
-from edge.outputs.sinks import JsonlSink, TerminalSink, status_line
-from edge.ops.smoothing import Smoother
-from edge.sources.opencv import VideoFileSource
+from conftest import colour_image
 from helpers import drain, notify_listener, write_video
+
+from edge import DISCLAIMER
+from edge.errors import ImageError, SourceError
+from edge.ops.quality import QualityThresholds, brightness, gate, measure, sharpness
+from edge.ops.smoothing import Smoother
+from edge.outputs.notify import Notifier, NotifySink
+from edge.outputs.sinks import JsonlSink, TerminalSink, status_line
+from edge.results import ERROR, OK, UNCERTAIN, FrameCounts, FrameResult
+from edge.run.pipeline import (
+    LOW_CONFIDENCE,
+    Pipeline,
+    PipelineOptions,
+    frame_problem,
+    run_frames,
+)
+from edge.sources.capture import Reconnect
+from edge.sources.opencv import VideoFileSource
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +157,14 @@ def test_video_through_the_pipeline(model, tmp_path):
     assert r.latency_ms >= r.times.invoke_ms
     assert set(r.quality) == {"sharpness", "brightness"}
     stats = summary.stats
-    assert stats["frames"] == {"captured": 16, "processed": 16, "dropped": 0, "errors": 0, "uncertain": 1, "ok": 15}
-    assert stats["latency_ms"]["p50"] > 0 and stats["labels"] == {"red": 8, "blue": 7}
-    assert stats["source_fps"] == pytest.approx(25.0) and stats["fps"] > 0
+    assert stats.frames == FrameCounts(captured=16, processed=16, dropped=0, errors=0, uncertain=1, ok=15)
+    assert stats.latency_ms.p50 > 0 and stats.labels == {"red": 8, "blue": 7}
+    assert stats.info.source_fps == pytest.approx(25.0) and stats.fps > 0
+    d = stats.as_dict()  # the JSON boundary keeps the keys /api/stats always had
+    assert d["frames"] == {"captured": 16, "processed": 16, "dropped": 0, "errors": 0, "uncertain": 1, "ok": 15}
+    assert d["latency_ms"]["p50"] == stats.latency_ms.p50 and d["source_fps"] == stats.info.source_fps
+    assert {"started", "uptime_s", "reconnects", "fps", "last_result", "last_inference", "invoke_ms", "labels",
+            "source", "model", "device"} <= set(d)
 
 
 def test_bad_frames_give_error_results_and_the_run_goes_on(model):
@@ -168,7 +179,7 @@ def test_bad_frames_give_error_results_and_the_run_goes_on(model):
     assert reasons == ["frame has 1 channel, expected 3 (RGB)", "frame has 4 channels, expected 3 (RGB)",
                        "pixel type float32, expected uint8", "frame too small (1x1)", "frame 5: corrupt JPEG data"]
     assert summary.results[-1].label == "green"
-    assert summary.stats["frames"]["errors"] == 5
+    assert summary.stats.frames.errors == 5
     d = summary.results[2].as_dict()
     assert d["status"] == "error" and d["label"] is None and d["disclaimer"] == DISCLAIMER
 
@@ -301,7 +312,7 @@ def test_jsonl_that_cannot_be_written_is_logged_once_then_one_line_at_close(mode
                             "Check the free space and the disk.")
     assert logs == ["/dev/full: cannot write results (No space left on device); will keep trying"]
     assert len(other.results) == 3 and other.closed == 1  # the run went on; every sink was closed
-    assert p.summary is not None and p.summary.stats["frames"]["processed"] == 3
+    assert p.summary is not None and p.summary.stats.frames.processed == 3
 
 
 class _Tty(io.StringIO):

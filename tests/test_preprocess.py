@@ -6,8 +6,19 @@ import numpy as np
 import pytest
 
 from edge.errors import ImageError
-from edge.ops.postprocess import looks_like_probabilities, softmax, to_probabilities, top_k
-from edge.ops.preprocess import Quantization, center_crop, dequantize, fit_to_input, quantize
+from edge.ops.postprocess import (
+    looks_like_probabilities,
+    softmax,
+    to_probabilities,
+    top_k,
+)
+from edge.ops.preprocess import (
+    Quantization,
+    center_crop,
+    dequantize,
+    fit_to_input,
+    quantize,
+)
 
 
 def test_center_crop_takes_the_middle():

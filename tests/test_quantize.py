@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from conftest import INPUT_HW, LABELS
 from helpers import CALIBRATION_SIZE, one_line_error, write_run
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -123,8 +122,8 @@ def test_calibration_set_is_stored_from_the_training_split(quantized):
 
 
 def test_calibration_set_is_reused_and_seeded(quantized):
-    from train.data.calibration import prepare_calibration
     from edge.data.datasets import load_dataset, read_split_csv
+    from train.data.calibration import prepare_calibration
 
     train = read_split_csv(quantized["run"] / "split.csv", load_dataset(quantized["data"]))["train"]
     kw = dict(run=quantized["run"], labels=LABELS, input_hw=INPUT_HW, dataset_root=quantized["data"],
@@ -149,8 +148,8 @@ def test_calibration_set_is_reused_and_seeded(quantized):
 
 
 def test_calibration_sample_feeds_the_full_pixel_range(quantized):
-    from train.data.calibration import prepare_calibration
     from edge.data.datasets import load_dataset, read_split_csv
+    from train.data.calibration import prepare_calibration
 
     train = read_split_csv(quantized["run"] / "split.csv", load_dataset(quantized["data"]))["train"]
     cal = prepare_calibration(train, run=quantized["run"], labels=LABELS, input_hw=INPUT_HW,

@@ -57,10 +57,29 @@ def test_delegate_library_names(system, name):
     assert edgetpu.delegate_library(system) == name
 
 
-@pytest.mark.parametrize("device,parsed", [("usb", "usb"), ("usb:0", "usb:0"), ("pci:1", "pci:1"),
-                                           ("pci", "pci"), ("edgetpu", None), (None, None)])
+@pytest.mark.parametrize("device,parsed", [("usb", ("edgetpu", "usb")), ("usb:0", ("edgetpu", "usb:0")),
+                                           ("pci:1", ("edgetpu", "pci:1")), ("pci", ("edgetpu", "pci")),
+                                           ("edgetpu", ("edgetpu", None)), ("cpu", ("cpu", None)),
+                                           (None, ("auto", None))])
 def test_device_strings(device, parsed):
-    assert edgetpu.parse_device(device) == parsed
+    from edge.backends.devices import parse_device
+
+    choice = parse_device(device)
+    assert (choice.mode, choice.coral) == parsed
+
+
+@pytest.mark.parametrize("device", ["usb:", "gpu", "pci:x", "usb:0:1", ""])
+def test_one_parser_refuses_a_bad_device_everywhere(device, tmp_path):
+    """The CLI, the config file and doctor all refuse it with the same words."""
+    from edge.backends.devices import parse_device
+    from edge.errors import ConfigError, DelegateError
+    from edge.run.config import load_config
+
+    with pytest.raises(DelegateError, match="Unknown (Edge TPU )?device"):
+        parse_device(device)
+    (tmp_path / "edge.toml").write_text(f'device = "{device}"\n')
+    with pytest.raises(ConfigError, match="is not a device"):
+        load_config(tmp_path / "edge.toml")
 
 
 def test_delegate_options_and_missing_library():

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from edge.data.datasets import LABELS, load_dataset, split_by_lesion
-from train.data.sample_data import SampleDataError, lesion_counts, make_sample_dataset, make_sample_video
+from train.data.sample_data import (
+    SampleDataError,
+    lesion_counts,
+    make_sample_dataset,
+    make_sample_video,
+)
 
 HAM_PROPORTIONS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
 
@@ -119,8 +124,8 @@ def test_regenerating_over_a_previous_sample_replaces_it(tmp_path):
 
 
 def test_interrupted_rewrite_does_not_look_like_a_dataset(tmp_path, monkeypatch):
-    from train.data import sample_data
     from edge.data.datasets import DatasetError
+    from train.data import sample_data
 
     make_sample_dataset(tmp_path, n_lesions=21, images_per_lesion=(1, 1), size=(64, 48))
     (tmp_path / "sample_video.mp4").write_bytes(b"old video")

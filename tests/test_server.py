@@ -17,23 +17,31 @@ from helpers import Feeder, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge import DISCLAIMER
-from edge.outputs.annotate import headline
 from edge.errors import ConfigError
 from edge.model.load import load_model
-from edge.results import ERROR, OK, UNCERTAIN, FrameResult, StageTimes
+from edge.outputs.annotate import headline
 from edge.outputs.server import LiveServer
+from edge.results import (
+    ERROR,
+    OK,
+    UNCERTAIN,
+    FrameCounts,
+    FrameResult,
+    RunStats,
+    StageTimes,
+)
 
 
-class PipelineStats:
-    """A stats callable of the shape edge.run.pipeline.PipelineStats.as_dict gives, whose counters grow."""
+class GrowingStats:
+    """A run's stats snapshot (edge.results.RunStats) whose counters grow with every call."""
 
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self) -> dict:
+    def __call__(self) -> RunStats:
         self.calls += 1
-        frames = {"captured": 11 * self.calls, "processed": 10 * self.calls, "dropped": self.calls, "errors": 0}
-        return {"frames": frames, "reconnects": 0, "fps": 25.0, "uptime_s": 1.5}
+        frames = FrameCounts(captured=11 * self.calls, processed=10 * self.calls, dropped=self.calls)
+        return RunStats(frames=frames, reconnects=0, fps=25.0, uptime_s=1.5)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +51,7 @@ def model(bundle_dir):
 
 @pytest.fixture()
 def server():
-    live = LiveServer("127.0.0.1", 0, stats=PipelineStats(), stale_after_s=0.5).start()
+    live = LiveServer("127.0.0.1", 0, stats=GrowingStats(), stale_after_s=0.5).start()
     yield live
     live.close()
 

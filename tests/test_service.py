@@ -18,10 +18,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge.device import service
 from edge.cli import app
-from edge.device.service import (CURRENT, DEVICE_GROUPS, RULES_FILE, UNIT_FILE, edge_executable, existing_groups,
-                          render_unit)
+from edge.device import service
+from edge.device.service import (
+    CURRENT,
+    DEVICE_GROUPS,
+    RULES_FILE,
+    UNIT_FILE,
+    edge_executable,
+    existing_groups,
+    render_unit,
+)
 
 runner = CliRunner()
 EDGE = Path(sys.executable).absolute().parent / "edge"
@@ -205,6 +212,20 @@ def test_damaged_bundle_is_refused_before_anything_is_written(tmp_path, fresh_bu
     root = tmp_path / "root"
     result = invoke("install-service", "--root", root, "--model", fresh_bundle)
     assert result.exit_code == 1 and "Checksum mismatch" in result.stderr and not root.exists()
+
+
+@pytest.mark.parametrize("name", ["model_float.tflite", "model_edgetpu.tflite"])
+def test_a_damaged_file_besides_model_tflite_is_refused_too(tmp_path, fresh_bundle, name):
+    """Every file model.json lists is checked, not only the one the CPU runs."""
+    from edge.model.bundle import add_file
+
+    if name == "model_edgetpu.tflite":
+        add_file(fresh_bundle, name, fresh_bundle / "model.tflite")
+    (fresh_bundle / name).write_bytes((fresh_bundle / name).read_bytes()[:-16] + bytes(16))
+    root = tmp_path / "root"
+    result = invoke("install-service", "--root", root, "--model", fresh_bundle)
+    assert result.exit_code == 1 and "Checksum mismatch" in result.stderr and name in result.stderr
+    assert not root.exists()
 
 
 def test_needs_root_for_the_real_system(monkeypatch):

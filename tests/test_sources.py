@@ -12,15 +12,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import colour_image
+from helpers import MJPEGCamera, write_video
+
+from edge.errors import ImageError, SourceError
 from edge.sources import picam
 from edge.sources.capture import Capture, Mailbox, Reconnect
-from edge.errors import ImageError, SourceError
 from edge.sources.factory import make_source, open_source
 from edge.sources.folder import ImageFolderSource
 from edge.sources.opencv import OpenCVCameraSource, StreamSource, VideoFileSource
-from helpers import MJPEGCamera, write_video
 
 RED, BLUE = colour_image("red", (48, 64)), colour_image("blue", (48, 64))
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from train.cli import app
 from edge.data.datasets import HAM_METADATA, LABELS, load_dataset
+from train.cli import app
 
 runner = CliRunner()
 SMALL = (300, 225)  # sample images at half HAM10000's size: quicker to draw and decode, same layout
@@ -420,8 +420,8 @@ def test_unfreeze_keeps_batchnorm_frozen(tmp_path):
 
 
 def test_failed_run_leaves_no_folder(tiny, tmp_path, monkeypatch):
-    from train.fit import training
     from train.errors import TrainError
+    from train.fit import training
 
     real = training.prepare_inputs
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from helpers import one_line_error
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import re
 from typing import Any
 
 from edge.errors import DelegateError, first_line
@@ -15,7 +14,6 @@ DELEGATE_LIBRARY = {
     "Windows": "edgetpu.dll",
 }
 
-_DEVICE_RE = re.compile(r"^(usb|pci)(:\d+)?$")
 
 INSTALL_HINT = (
     "Install the Edge TPU runtime from Coral's package repository "
@@ -31,16 +29,6 @@ def delegate_library(system: str | None = None) -> str:
         return DELEGATE_LIBRARY[system]
     except KeyError:
         raise DelegateError(f"The Edge TPU is not supported on {system}.", "Use --device cpu.") from None
-
-
-def parse_device(device: str | None) -> str | None:
-    """Validate a pycoral-style device string: usb, usb:N, pci, pci:N (None = first found)."""
-    if device in (None, "", "edgetpu"):
-        return None
-    if not _DEVICE_RE.match(device):
-        raise DelegateError(f"Unknown Edge TPU device {device!r}.",
-                            "Use usb, usb:N, pci or pci:N (N counts from 0).")
-    return device
 
 
 def load_edgetpu_delegate(load_delegate: Any, device: str | None = None) -> Any:

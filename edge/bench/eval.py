@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError, ImageError, ModelError, first_line
-from edge.ops.metrics import Scores, score
 from edge.model.load import Model
+from edge.ops.metrics import Scores, score
 
 
 @dataclass(frozen=True)

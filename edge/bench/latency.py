@@ -21,14 +21,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edge.backends.devices import parse_device
+from edge.backends.runtime import get_runtime
 from edge.bench.eval import EvalSet, evaluate, load_eval_set
+from edge.bench.machine import MachineInfo, machine_info, peak_rss_mb, reset_peak_rss
 from edge.bench.targets import Target, expand_targets, measure_each
 from edge.errors import ConfigError, EdgeError, ImageError, ModelError, first_line
-from edge.bench.machine import MachineInfo, machine_info, peak_rss_mb, reset_peak_rss
-from edge.ops.metrics import Scores
-from edge.model.load import Model, load_model, parse_device_option
-from edge.backends.runtime import get_runtime
+from edge.model.load import Model, load_model
 from edge.model.tflite_file import read_tflite
+from edge.ops.metrics import Scores
 
 DEFAULT_RUNS = 100
 DEFAULT_WARMUP = 5
@@ -274,7 +275,7 @@ def run_benchmark(models: Sequence[Path], *, variants: Sequence[str] | None = No
     check_plan(runs, seconds, warmup)
     if not models:
         raise ConfigError("No model to benchmark.", "Pass --model at least once.")
-    parse_device_option(device)  # an unknown --device fails once, not once per model
+    parse_device(device)  # an unknown --device fails once, not once per model
     rgb = None
     if input_image is not None:
         from edge.ops.image import load_image  # noqa: PLC0415

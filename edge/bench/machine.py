@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.backends.runtime import get_runtime
 from edge.device import hardware as hw
 from edge.errors import EdgeError
-from edge.backends.runtime import get_runtime
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge.bench.targets import Target, expand_targets, measure_each
-from edge.bench.latency import LatencyStats, Outcome, Report, rounded
-from edge.errors import ConfigError, SourceError
-from edge.bench.machine import MachineInfo, machine_info
-from edge.model.load import load_model, parse_device_option
+from edge.backends.devices import parse_device
 from edge.backends.runtime import get_runtime
+from edge.bench.latency import LatencyStats, Outcome, Report, rounded
+from edge.bench.machine import MachineInfo, machine_info
+from edge.bench.targets import Target, expand_targets, measure_each
+from edge.errors import ConfigError, SourceError
+from edge.model.load import load_model
 
 STAGES = ("capture", "quality", "preprocess", "invoke", "postprocess")
 LIVE_DEFAULT_FRAMES = 300  # a camera or stream never ends by itself
@@ -65,8 +66,8 @@ def bench_pipeline(path: str | Path, source: str, *, device: str = "auto", threa
                    max_frames: int | None = None, labels: Path | None = None, realtime: bool = False,
                    name: str | None = None) -> PipelineBenchmark:
     """Run ``edge run``'s pipeline over ``source`` and time every stage of every frame."""
-    from edge.run.pipeline import PipelineOptions, run_frames  # noqa: PLC0415
     from edge.results import ERROR  # noqa: PLC0415
+    from edge.run.pipeline import PipelineOptions, run_frames  # noqa: PLC0415
     from edge.sources.factory import make_source  # noqa: PLC0415
 
     runtime = get_runtime()
@@ -80,7 +81,7 @@ def bench_pipeline(path: str | Path, source: str, *, device: str = "auto", threa
     results = summary.results
     if not results:
         raise SourceError(f"{source}: no frames came from the source.")
-    frames = summary.stats["frames"]
+    frames = summary.stats.frames
     good = [x for x in results[1:] if x.status != ERROR] or [x for x in results if x.status != ERROR]
     stages, latency = {}, None
     if good:
@@ -92,8 +93,8 @@ def bench_pipeline(path: str | Path, source: str, *, device: str = "auto", threa
         model=str(model.path), name=name or Path(path).name, source=source,
         runtime=f"{runtime.name} {runtime.version}", device=model.device, threads=model.threads,
         init_ms=init_ms, first_result_ms=results[0].latency_ms,
-        frames={"captured": int(frames["captured"]), "processed": int(frames["processed"]),
-                "dropped": int(frames["dropped"]), "errors": int(frames["errors"])},
+        frames={"captured": frames.captured, "processed": frames.processed, "dropped": frames.dropped,
+                "errors": frames.errors},
         fps=(len(results) - 1) / span if len(results) > 1 and span > 0 else None,
         source_fps=src.rate, stages=stages, latency=latency, reason=summary.reason,
         error=None if good else f"{source}: none of the {len(results)} frames could be processed "
@@ -119,7 +120,7 @@ def run_pipeline_benchmark(models: Sequence[Path], source: str, *, variants: Seq
         raise ConfigError("No model to benchmark.", "Pass --model at least once.")
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1 (got {max_frames}).")
-    parse_device_option(device)  # an unknown --device fails once, not once per model
+    parse_device(device)  # an unknown --device fails once, not once per model
     from edge.sources.factory import make_source  # noqa: PLC0415
 
     make_source(source)  # a path that does not exist fails once here, not once per model

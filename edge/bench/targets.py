@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from edge.model.bundle import VARIANTS, open_bundle
 from edge.errors import ConfigError, EdgeError
+from edge.model.bundle import VARIANTS, open_bundle
 
 VARIANT_ORDER = ("float", "int8", "edgetpu")
 R = TypeVar("R")

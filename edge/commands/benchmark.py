@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edge.commands._common import DeviceOpt, LabelsOpt, ThreadsOpt, fail, handles_errors, note
+from edge.commands._common import (
+    DeviceOpt,
+    LabelsOpt,
+    ThreadsOpt,
+    fail,
+    handles_errors,
+    note,
+)
 
 if TYPE_CHECKING:
-    from edge.bench.pipeline import PipelineReport
     from edge.bench.latency import BenchmarkReport
+    from edge.bench.pipeline import PipelineReport
 
 
 def register(app: typer.Typer) -> None:
@@ -63,10 +70,10 @@ def benchmark(
 
     Figures are comparable only within one run: all models share the machine's state then.
     """
-    from edge.bench.pipeline import run_pipeline_benchmark  # noqa: PLC0415
-    from edge.bench.targets import parse_variants  # noqa: PLC0415
     from edge.bench.latency import run_benchmark  # noqa: PLC0415
+    from edge.bench.pipeline import run_pipeline_benchmark  # noqa: PLC0415
     from edge.bench.plot import plot_latencies  # noqa: PLC0415
+    from edge.bench.targets import parse_variants  # noqa: PLC0415
 
     if source is not None:
         unused = [name for name, value in (("--runs", runs), ("--seconds", seconds), ("--input", input_image),

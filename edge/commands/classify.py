@@ -7,8 +7,17 @@ from typing import Annotated
 
 import typer
 
-from edge.commands._common import (DeviceOpt, JsonFlag, LabelsOpt, ModelOpt, ThreadsOpt, handles_errors,
-                                   note, print_json)
+from edge.commands._common import (
+    DeviceOpt,
+    JsonFlag,
+    LabelsOpt,
+    ModelOpt,
+    ThreadsOpt,
+    handles_errors,
+    note,
+    print_json,
+)
+
 
 def register(app: typer.Typer) -> None:
     app.command("classify")(classify)

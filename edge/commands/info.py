@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from edge.commands._common import JsonFlag, LabelsOpt, ModelArg, fail, handles_errors, print_json
+from edge.commands._common import (
+    JsonFlag,
+    LabelsOpt,
+    ModelArg,
+    fail,
+    handles_errors,
+    print_json,
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from edge.commands._common import DeviceOpt, JsonFlag, ModelOpt, ThreadsOpt, handles_errors, note, print_json
+from edge.commands._common import (
+    DeviceOpt,
+    JsonFlag,
+    ModelOpt,
+    ThreadsOpt,
+    handles_errors,
+    note,
+    print_json,
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge.device import hardware as hw
-from edge.errors import EdgeError
 from edge.device.hardware import Roots
+from edge.errors import EdgeError
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 ABI_SIGNS = ("numpy.core.multiarray failed to import", "_ARRAY_API not found", "compiled using NumPy 1.x",
@@ -137,8 +137,8 @@ def check_python() -> Check:
 def check_runtime() -> Check:
     from importlib import metadata  # noqa: PLC0415
 
-    from edge.errors import RuntimeNotFound  # noqa: PLC0415
     from edge.backends.runtime import CANDIDATES, get_runtime  # noqa: PLC0415
+    from edge.errors import RuntimeNotFound  # noqa: PLC0415
 
     versions = {}
     for dist in ("ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu"):
@@ -499,11 +499,9 @@ def run_doctor(*, model: Path | None = None, device: str = "auto", camera: str |
     """Every check, in the order a person would fix things."""
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
-    from edge.backends.edgetpu import parse_device  # noqa: PLC0415
+    from edge.backends.devices import parse_device  # noqa: PLC0415
 
-    wants_tpu = device not in ("auto", "cpu")
-    if wants_tpu:
-        parse_device(device)  # DelegateError (one line) for a device string load_model would refuse
+    wants_tpu = parse_device(device).wants_tpu  # DelegateError (one line) for a string load_model would refuse
     pi = hw.is_raspberry_pi(roots)
     runtimes = [m for m in ("ai_edge_litert", "tflite_runtime") if _installed(m)] or (
         ["tensorflow"] if _installed("tensorflow") else [])

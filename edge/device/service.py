@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.errors import BundleError, EdgeError
+from edge.util import atomic
 
 SERVICE = "skin-edge"
 UNIT_FILE = f"{SERVICE}.service"
@@ -202,14 +203,7 @@ def _write(path: Path, text: str, mode: int = 0o644, group: Callable[[], int | N
            ) -> Callable[[], None]:
     """Write atomically; ``group`` is asked when applying (the user may be created by an earlier step)."""
     def apply() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, mode)
-        gid = group()
-        if gid is not None:
-            os.chown(tmp, 0, gid)
-        os.replace(tmp, path)
+        atomic.write_text(path, text, mode=mode, gid=group())
     return apply
 
 
@@ -239,11 +233,12 @@ def _user_steps(root: Path, groups: tuple[str, ...]) -> list[Step]:
 
 
 def _bundle_steps(root: Path, model: Path) -> list[Step]:
-    from edge.model.bundle import MODEL_FILE, open_bundle  # noqa: PLC0415
+    from edge.model.bundle import MODEL_FILE, open_bundle, verify_bundle_files  # noqa: PLC0415
 
-    bundle = open_bundle(model.resolve(), verify=True)  # models/current: the folder it points at
-    if bundle.root is None:
+    if not model.resolve().is_dir():  # models/current: the folder it points at
+        open_bundle(model.resolve(), verify=False)  # a missing path says so first
         raise BundleError(f"{model} is a bare model file.", "--model takes a bundle folder (models/<name>/).")
+    bundle = verify_bundle_files(model.resolve())  # every file it lists, not only model.tflite
     sha = (bundle.meta.get("files", {}).get(MODEL_FILE) or {}).get("sha256", "")[:12]
     name = bundle.root.name if not sha or bundle.root.name.endswith(f"-{sha}") else f"{bundle.root.name}-{sha}"
     models = _in_root(root, MODELS_DIR)
@@ -260,17 +255,11 @@ def _bundle_steps(root: Path, model: Path) -> list[Step]:
 
 def _copy_bundle(src: Path, dest: Path) -> None:
     """Copy into a temporary folder next to ``dest``, check the copy, then rename (atomic)."""
-    from edge.model.bundle import open_bundle  # noqa: PLC0415
+    from edge.model.bundle import verify_bundle_files  # noqa: PLC0415
 
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    try:
-        open_bundle(tmp, verify=True)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic.atomic_folder(dest) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        verify_bundle_files(tmp)
 
 
 def switch_current(models: Path, name: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import BundleError
+from edge.util.atomic import atomic_folder, copy_file, write_text
 
 BUNDLE_FORMAT = "skin-edge-bundle"
 FORMAT_VERSION = 1
@@ -158,6 +159,16 @@ def open_bundle(path: str | Path, *, labels: str | Path | None = None, verify: b
     return bundle
 
 
+def verify_bundle_files(root: str | Path) -> Bundle:
+    """Open the bundle folder ``root`` and check the checksum of every file model.json lists
+    (the Edge TPU and float builds too, not only the file that runs); BundleError otherwise."""
+    bundle = open_bundle(root, verify=False)
+    if bundle.root is None:
+        raise BundleError(f"{root} is a bare model file.", "Pass a bundle folder (models/<name>/).")
+    verify_checksums(bundle)
+    return bundle
+
+
 def describe_model(path: Path) -> dict[str, Any]:
     """The input/output contract of a classifier file, for model.json (read from the file itself)."""
     from edge.model.tflite_file import read_tflite  # noqa: PLC0415
@@ -196,16 +207,12 @@ def write_bundle(out: str | Path, *, model: Path, labels: list[str] | tuple[str,
     are copied in under the given names (e.g. golden inputs).
     """
     import datetime  # noqa: PLC0415
-    import os  # noqa: PLC0415
     import shutil  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
 
     out = Path(out)
     if out.exists() and not force:
         raise BundleError(f"{out} already exists.", "Choose another --out or pass --force to replace it.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out, replace=force) as tmp:
         copies = {MODEL_FILE: model, FLOAT_FILE: float_model, EDGETPU_FILE: edgetpu_model, **(extra_files or {})}
         for dest, src in copies.items():
             if src is not None:
@@ -221,33 +228,14 @@ def write_bundle(out: str | Path, *, model: Path, labels: list[str] | tuple[str,
         for key, value in (extra or {}).items():
             meta[key] = value
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
 def add_file(bundle_root: Path, name: str, src: Path, meta_updates: dict[str, Any] | None = None) -> None:
     """Add (or replace) a file in an existing bundle and record its checksum, model.json rewritten atomically."""
-    import os  # noqa: PLC0415
-    import shutil  # noqa: PLC0415
-
     root = Path(bundle_root)
     meta = _read_meta(root)
-    tmp_file = root / f".{name}.tmp"
-    shutil.copyfile(src, tmp_file)
-    os.replace(tmp_file, root / name)
+    copy_file(src, root / name)
     meta.setdefault("files", {})[name] = file_entry(root / name)
     meta.update(meta_updates or {})
-    tmp_meta = root / f".{META_FILE}.tmp"
-    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp_meta, root / META_FILE)
+    write_text(root / META_FILE, json.dumps(meta, indent=2) + "\n")

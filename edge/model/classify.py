@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from edge.errors import ImageError
-from edge.ops.image import load_image
 from edge.model.load import Model
+from edge.ops.image import load_image
 from edge.ops.postprocess import Prediction
 
 

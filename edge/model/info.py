@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.model.bundle import checksum_report, open_bundle
-from edge.errors import EdgeError
 from edge.backends.runtime import get_runtime
+from edge.errors import EdgeError
+from edge.model.bundle import checksum_report, open_bundle
 from edge.model.tflite_file import TensorInfo, read_tflite
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,15 +10,14 @@ from typing import Any
 import numpy as np
 
 from edge.backends import edgetpu
-from edge.model.bundle import Bundle, open_bundle, verify_checksums
-from edge.errors import BundleError, DelegateError, ModelError, first_line
-from edge.ops.postprocess import Prediction, to_probabilities, top_k
-from edge.ops.preprocess import dequantize, fit_to_input, quantize
+from edge.backends.devices import default_threads, parse_device
 from edge.backends.runtime import Runtime, get_runtime
+from edge.errors import BundleError, DelegateError, ModelError, first_line
+from edge.model.bundle import Bundle, open_bundle, verify_checksums
 from edge.model.spec import ModelSpec
 from edge.model.tflite_file import TFLiteFile, read_tflite
-
-DEVICES = ("auto", "cpu", "edgetpu")
+from edge.ops.postprocess import Prediction, to_probabilities, top_k
+from edge.ops.preprocess import dequantize, fit_to_input, quantize
 
 
 @dataclass(frozen=True)
@@ -33,19 +31,6 @@ class Classification:
     @property
     def best(self) -> Prediction:
         return self.top[0]
-
-
-def default_threads() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-def parse_device_option(device: str) -> tuple[str, str | None]:
-    """``--device`` -> (mode auto|cpu|edgetpu, Coral device string or None); DelegateError when unknown."""
-    if device.startswith(("usb", "pci")):
-        return "edgetpu", edgetpu.parse_device(device)
-    if device not in DEVICES:
-        raise DelegateError(f"Unknown device {device!r}.", "Use auto, cpu, edgetpu, usb[:N] or pci[:N].")
-    return device, None
 
 
 def _choose_file(bundle: Bundle, device: str, folder: bool) -> tuple[Path, bool]:
@@ -120,7 +105,8 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
     ``device``: auto (a bundle folder's Edge TPU build on the Edge TPU when both are there, else
     the CPU, with a note), cpu, edgetpu, or a Coral device string (usb, usb:N, pci, pci:N).
     """
-    mode, tpu_device = parse_device_option(device)
+    choice = parse_device(device)
+    mode, tpu_device = choice.mode, choice.coral
     bundle = open_bundle(path, labels=labels, verify=False)
     model_path, wants_tpu = _choose_file(bundle, mode, folder=Path(path).is_dir())
     if bundle.root is not None and verify:

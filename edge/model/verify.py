@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.model.bundle import checksum_report, open_bundle, sha256_file
 from edge.errors import BundleError
+from edge.model.bundle import checksum_report, open_bundle, sha256_file
 
 EDGETPU_TOLERANCE_STEPS = 2  # quantization steps of the output
 

@@ -18,8 +18,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from edge.sources.capture import log_stderr
 from edge.results import ERROR, FrameResult
+from edge.sources.capture import log_stderr
 
 
 def _address(value: str) -> str | None:

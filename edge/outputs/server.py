@@ -29,10 +29,10 @@ import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge import DISCLAIMER
-from edge.outputs.annotate import annotate, drawable
 from edge.errors import ConfigError
-from edge.results import OK, UNCERTAIN, FrameResult
+from edge.outputs.annotate import annotate, drawable
 from edge.outputs.telemetry import ServerMetrics
+from edge.results import OK, UNCERTAIN, FrameResult, RunStats
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class LiveServer:
     """HTTP sink: call :meth:`start`, then :meth:`publish` per result, then :meth:`close`."""
 
     def __init__(self, host: str, port: int, *, token: str | None = None,
-                 stats: Callable[[], dict] | None = None, stale_after_s: float = 5.0,
+                 stats: Callable[[], RunStats] | None = None, stale_after_s: float = 5.0,
                  max_stream_fps: float = 12.0, max_stream_clients: int = 8, jpeg_quality: int = 80) -> None:
         self.host, self.port, self.token = host, port, token or None
         self.stale_after_s, self.jpeg_quality = stale_after_s, jpeg_quality
@@ -72,7 +72,7 @@ class LiveServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._static = _load_static(self.token)
-        self.metrics = ServerMetrics(self._pipeline_stats, lambda: self._seq)
+        self.metrics = ServerMetrics(self._run_stats, lambda: self._seq)
 
     # -- lifecycle
     def start(self) -> "LiveServer":
@@ -149,16 +149,22 @@ class LiveServer:
         age = None if self._result is None else round(time.time() - self._result.timestamp, 3)
         server = {"uptime_s": round(time.monotonic() - self._started, 3), "results_published": self._seq,
                   "stream_clients": clients, "last_result_age_s": age, **self.counts}
-        return {**self._pipeline_stats(), "server": server, "disclaimer": DISCLAIMER}  # it counts labels
-
-    def _pipeline_stats(self) -> dict[str, Any]:
-        if self._stats_fn is None:
-            return {}
         try:
-            return dict(self._stats_fn())
-        except Exception as e:  # the pipeline's callable must not break the server
+            run = self._stats_fn().as_dict() if self._stats_fn is not None else {}
+        except Exception as e:  # noqa: BLE001 - the pipeline's callable must not break the server
             log.warning("stats callable failed: %s", e)
-            return {"stats_error": str(e)}
+            run = {"stats_error": str(e)}
+        return {**run, "server": server, "disclaimer": DISCLAIMER}  # it counts labels
+
+    def _run_stats(self) -> RunStats | None:
+        """The run's snapshot for /metrics; None when there is none (or it could not be had)."""
+        if self._stats_fn is None:
+            return None
+        try:
+            return self._stats_fn()
+        except Exception as e:  # noqa: BLE001 - the pipeline's callable must not break the server
+            log.warning("stats callable failed: %s", e)
+            return None
 
     def wait_new(self, seen: int, timeout: float) -> int:
         """Block until a result newer than ``seen`` (or close, or timeout); the current seq."""

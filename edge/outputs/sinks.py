@@ -15,9 +15,9 @@ from typing import Callable, TextIO
 import numpy as np
 
 from edge import DISCLAIMER
-from edge.sources.capture import log_stderr
 from edge.errors import EdgeError
 from edge.results import ERROR, OK, FrameResult
+from edge.sources.capture import log_stderr
 
 
 def status_line(result: FrameResult) -> str:

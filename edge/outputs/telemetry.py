@@ -6,28 +6,34 @@ dropped, ..., reconnects) are read from its stats callable when /metrics is scra
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily
 
-from edge.results import ERROR, OK, UNCERTAIN, FrameResult
+from edge.results import ERROR, OK, UNCERTAIN, FrameResult, RunStats
 
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
-# /metrics counters read from the pipeline's stats at scrape time: name -> (path in the stats dict, help)
-STATS_COUNTERS = {
-    "edge_frames_captured": (("frames", "captured"), "Frames delivered by the source."),
-    "edge_frames_processed": (("frames", "processed"), "Frames run through the pipeline."),
-    "edge_frames_dropped": (("frames", "dropped"), "Frames replaced by a newer one before inference."),
-    "edge_frame_errors": (("frames", "errors"), "Frames that could not be processed."),
-    "edge_source_reconnects": (("reconnects",), "Times the camera or stream was reopened."),
+# /metrics counters read from the run's stats at scrape time: name -> (the figure, help)
+STATS_COUNTERS: dict[str, tuple[Callable[[RunStats], int], str]] = {
+    "edge_frames_captured": (lambda s: s.frames.captured, "Frames delivered by the source."),
+    "edge_frames_processed": (lambda s: s.frames.processed, "Frames run through the pipeline."),
+    "edge_frames_dropped": (lambda s: s.frames.dropped, "Frames replaced by a newer one before inference."),
+    "edge_frame_errors": (lambda s: s.frames.errors, "Frames that could not be processed."),
+    "edge_source_reconnects": (lambda s: s.reconnects, "Times the camera or stream was reopened."),
 }
 
 
 class ServerMetrics:
     """Prometheus series of one server, in their own registry."""
 
-    def __init__(self, read_stats: Callable[[], dict], published: Callable[[], int]) -> None:
+    def __init__(self, read_stats: Callable[[], RunStats | None], published: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.invoke = Histogram("edge_invoke_seconds", "Model invoke time per frame.",
@@ -58,7 +64,7 @@ class ServerMetrics:
 class _StatsCollector:
     """Counters owned by the pipeline, read from its stats callable at scrape time."""
 
-    def __init__(self, read_stats: Callable[[], dict], published: Callable[[], int]) -> None:
+    def __init__(self, read_stats: Callable[[], RunStats | None], published: Callable[[], int]) -> None:
         self._read, self._published = read_stats, published
 
     def describe(self) -> list:
@@ -66,11 +72,8 @@ class _StatsCollector:
 
     def collect(self):
         stats = self._read()
-        for name, (path, doc) in STATS_COUNTERS.items():
-            value: Any = stats
-            for key in path:
-                value = value.get(key) if isinstance(value, dict) else None
-            if value is None and name == "edge_frames_processed":
-                value = self._published()
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                yield CounterMetricFamily(name, doc, value=float(value))
+        for name, (figure, doc) in STATS_COUNTERS.items():
+            if stats is not None:
+                yield CounterMetricFamily(name, doc, value=float(figure(stats)))
+            elif name == "edge_frames_processed":  # no run to ask: what this server published
+                yield CounterMetricFamily(name, doc, value=float(self._published()))

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.sources.capture import Reconnect
-from edge.errors import ConfigError
+from edge.backends.devices import parse_device
+from edge.errors import ConfigError, DelegateError
 from edge.ops.quality import QualityThresholds
+from edge.sources.capture import Reconnect
 
 DEFAULT_CONFIG = Path("/etc/skin-edge/edge.toml")
-DEVICE_RE = re.compile(r"^(auto|cpu|edgetpu|usb(:\d+)?|pci(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,10 @@ def _bool(key: str, value: Any) -> bool:
 
 def _device(key: str, value: Any) -> str:
     v = _string(key, value)
-    if not DEVICE_RE.match(v):
-        raise ConfigError(f"{key}: {v!r} is not a device; use auto, cpu, edgetpu, usb[:N] or pci[:N].")
+    try:
+        parse_device(v)
+    except DelegateError:
+        raise ConfigError(f"{key}: {v!r} is not a device; use auto, cpu, edgetpu, usb[:N] or pci[:N].") from None
     return v
 
 

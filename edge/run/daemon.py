@@ -10,21 +10,21 @@ the service.
 from __future__ import annotations
 
 import ipaddress
-import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any, Callable, TextIO
 
 from edge import DISCLAIMER
-from edge.run.config import RunConfig
+from edge.backends.devices import default_threads
 from edge.errors import ConfigError
 from edge.outputs.notify import Notifier, NotifySink
-from edge.run.pipeline import Pipeline, PipelineOptions, RunSummary
-from edge.results import Sink
 from edge.outputs.sinks import JsonlSink, TerminalSink
+from edge.results import RunStats, Sink
+from edge.run.config import RunConfig
+from edge.run.pipeline import Pipeline, PipelineOptions, RunSummary
 from edge.sources.factory import make_source
 
 
@@ -32,11 +32,6 @@ from edge.sources.factory import make_source
 class DaemonRun:
     summary: RunSummary
     url: str | None  # the live page (with its token), when --http was given
-
-
-def default_threads() -> int:
-    """Interpreter threads for ``edge run``: every core but one, which capture and preprocessing use."""
-    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def options_from(cfg: RunConfig) -> PipelineOptions:
@@ -64,10 +59,10 @@ def _is_loopback(host: str) -> bool:
 
 def summary_line(summary: RunSummary) -> str:
     s = summary.stats
-    f = s["frames"]
-    lat = s["latency_ms"]["p50"]
-    return (f"{summary.reason}: {f['processed']} frames processed ({f['ok']} labelled, {f['uncertain']} "
-            f"uncertain, {f['errors']} errors), {f['dropped']} dropped, {s['fps']:.1f} fps"
+    f = s.frames
+    lat = s.latency_ms.p50
+    return (f"{summary.reason}: {f.processed} frames processed ({f.ok} labelled, {f.uncertain} "
+            f"uncertain, {f.errors} errors), {f.dropped} dropped, {s.fps:.1f} fps"
             + (f", latency p50 {lat:.0f} ms" if lat is not None else ""))
 
 
@@ -85,7 +80,7 @@ def live_page_line(server: Any, *, show_token: bool) -> str:
     return f"live page: {server.url} (open it with ?token=TOKEN; the token is kept out of the log)"
 
 
-def _open_server(cfg: RunConfig, stats: Callable[[], dict]) -> Any:
+def _open_server(cfg: RunConfig, stats: Callable[[], RunStats]) -> Any:
     from edge.outputs.server import LiveServer  # noqa: PLC0415
 
     host, port = cfg.listen  # type: ignore[misc]
@@ -105,7 +100,7 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str]
     out = out or sys.stdout
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     source = make_source(cfg.source, cfg.camera, camera_size=cfg.camera_size)  # a bad path fails here, first
-    model = load_model(cfg.model, device=cfg.device, threads=cfg.threads or default_threads(),  # type: ignore[arg-type]
+    model = load_model(cfg.model, device=cfg.device, threads=cfg.threads or default_threads(reserve=1),  # type: ignore[arg-type]
                        labels=cfg.labels)
     for line in model.notes:
         log(line)
@@ -118,13 +113,14 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str]
         systemd.status(message)
 
     pipeline = Pipeline(model, source, (), options_from(cfg), log=log_and_status)
-    pipeline.stats.info.update(runtime=f"{model.runtime.name} {model.runtime.version}", threads=model.threads)
+    pipeline.stats.info = replace(pipeline.stats.info, runtime=f"{model.runtime.name} {model.runtime.version}",
+                                  threads=model.threads)
     notify = NotifySink(systemd, describe=lambda: _status(pipeline))
     sinks: list[Sink] = []
     server = None
     try:
         if cfg.http:
-            server = _open_server(cfg, pipeline.stats_dict)
+            server = _open_server(cfg, pipeline.snapshot)
             sinks.append(server)
         sinks.insert(0, TerminalSink(out, quiet=cfg.quiet))
         if cfg.jsonl:
@@ -153,9 +149,9 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str]
 
 
 def _status(pipeline: Pipeline) -> str:
-    s = pipeline.stats_dict()
-    f = s["frames"]
-    return f"running: {s['fps']:.1f} fps, {f['processed']} frames, {f['dropped']} dropped, {f['errors']} errors"
+    s = pipeline.snapshot()
+    f = s.frames
+    return f"running: {s.fps:.1f} fps, {f.processed} frames, {f.dropped} dropped, {f.errors} errors"
 
 
 class _signals_stop:

@@ -12,19 +12,28 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edge.sources.capture import Capture, Frame, Reconnect, log_stderr
 from edge.errors import EdgeError, ImageError, first_line
 from edge.ops.postprocess import top_k
 from edge.ops.quality import Quality, QualityThresholds, measure, reasons_for
-from edge.results import ERROR, OK, UNCERTAIN, FrameResult, Sink, StageTimes
 from edge.ops.smoothing import Smoother
+from edge.results import (
+    ERROR,
+    OK,
+    UNCERTAIN,
+    FrameResult,
+    RunInfo,
+    RunStats,
+    Sink,
+    StageTimes,
+)
+from edge.run.stats import PipelineStats
 from edge.sources.base import Source
+from edge.sources.capture import Capture, Frame, Reconnect, log_stderr
 
 LOW_CONFIDENCE = "low confidence"
 MIN_SIDE = 8
@@ -47,7 +56,7 @@ class PipelineOptions:
 @dataclass(frozen=True)
 class RunSummary:
     reason: str  # "end of source", "max frames", "duration", "stopped", "source failed"
-    stats: dict[str, Any]
+    stats: RunStats
     results: tuple[FrameResult, ...] = ()  # only when collected (benchmarks, tests)
 
 
@@ -81,83 +90,6 @@ def frame_problem(image: Any) -> str | None:
     return None
 
 
-def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
-    a = np.fromiter(values, dtype=np.float64)
-    p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"p50": round(float(p50), 3), "p90": round(float(p90), 3), "p99": round(float(p99), 3),
-            "max": round(float(a.max()), 3)}
-
-
-class PipelineStats:
-    """Counters and recent timings, safe to read from another thread (the HTTP server)."""
-
-    FPS_WINDOW_S = 3.0
-
-    def __init__(self, window: int = 1000) -> None:
-        self._lock = threading.Lock()
-        self.started = time.time()
-        self.processed = self.errors = self.uncertain = self.ok = 0
-        self.last_result: float | None = None  # time.time() of the last result
-        self.last_inference: float | None = None  # ... of the last result the model actually ran on
-        self.labels: dict[str, int] = {}
-        self._latency: deque[float] = deque(maxlen=window)
-        self._invoke: deque[float] = deque(maxlen=window)
-        self._times: deque[float] = deque(maxlen=256)
-        self.capture: Capture | None = None
-        self.info: dict[str, Any] = {}  # model, device, source: set by whoever runs the pipeline
-
-    def fps(self, now: float | None = None) -> float:
-        now = time.perf_counter() if now is None else now
-        with self._lock:
-            recent = [t for t in self._times if now - t <= self.FPS_WINDOW_S]
-        if len(recent) < 2 or recent[-1] == recent[0]:
-            return 0.0
-        return (len(recent) - 1) / (recent[-1] - recent[0])
-
-    def record(self, result: FrameResult, done: float) -> None:
-        with self._lock:
-            self.processed += 1
-            self.last_result = result.timestamp
-            self._times.append(done)
-            self._latency.append(result.latency_ms)
-            if result.status == ERROR:
-                self.errors += 1
-                return
-            self.last_inference = result.timestamp
-            self._invoke.append(result.times.invoke_ms)
-            if result.status == OK:
-                self.ok += 1
-                label = result.label or ""
-                self.labels[label] = self.labels.get(label, 0) + 1
-            else:
-                self.uncertain += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        """The figures /api/stats serves (plain JSON types)."""
-        cap = self.capture
-        now = time.time()
-        fps = self.fps()
-        with self._lock:
-            d = {
-                **self.info,
-                "started": round(self.started, 3),
-                "uptime_s": round(now - self.started, 3),
-                "frames": {"captured": cap.captured if cap else self.processed, "processed": self.processed,
-                           "dropped": cap.dropped if cap else 0, "errors": self.errors,
-                           "uncertain": self.uncertain, "ok": self.ok},
-                "reconnects": cap.reconnects if cap else 0,
-                "fps": round(fps, 2),
-                "last_result": self.last_result,
-                "last_inference": self.last_inference,
-                "latency_ms": _percentiles(self._latency),
-                "invoke_ms": _percentiles(self._invoke),
-                "labels": dict(self.labels),
-            }
-        return d
-
-
 class Pipeline:
     """Runs ``model`` over ``source``, publishing every result to ``sinks``."""
 
@@ -168,15 +100,15 @@ class Pipeline:
         self.sinks: list[Sink] = list(sinks)
         self.smoother = Smoother(options.smoothing, options.reset_after)
         self.stats = PipelineStats()
-        self.stats.info = {"source": source.name, "model": str(getattr(model, "path", "")),
-                           "device": getattr(model, "device", None)}
+        self.stats.info = RunInfo(source=source.name, model=str(getattr(model, "path", "")),
+                                  device=getattr(model, "device", None))
         self.capture: Capture | None = None
         self.summary: RunSummary | None = None
         self._stop = threading.Event()
         self._labels = getattr(model, "labels", None)
 
-    def stats_dict(self) -> dict[str, Any]:
-        return self.stats.as_dict()
+    def snapshot(self) -> RunStats:
+        return self.stats.snapshot()
 
     def stop(self) -> None:
         """Ask the run to end after the frame in flight (safe from a signal handler)."""
@@ -253,7 +185,7 @@ class Pipeline:
                           prepare=self.prepare)
         self.capture = self.stats.capture = capture
         capture.start()
-        self.stats.info["source_fps"] = self.source.rate
+        self.stats.info = replace(self.stats.info, source_fps=self.source.rate)
         results: list[FrameResult] = []
         reason = "stopped"
         deadline = time.perf_counter() + opts.duration if opts.duration else None
@@ -281,7 +213,7 @@ class Pipeline:
                     on_result(result)
         finally:
             close_error = self._shutdown(capture)
-        self.summary = RunSummary(reason, self.stats.as_dict(), tuple(results))
+        self.summary = RunSummary(reason, self.stats.snapshot(), tuple(results))
         if capture.error is not None:
             raise capture.error
         if close_error is not None:

@@ -9,7 +9,12 @@ from edge.errors import SourceError
 from edge.ops.image import IMAGE_SUFFIXES
 from edge.sources.base import Source
 from edge.sources.folder import ImageFolderSource, is_glob
-from edge.sources.opencv import OpenCVCameraSource, StreamSource, VideoFileSource, is_stream_url
+from edge.sources.opencv import (
+    OpenCVCameraSource,
+    StreamSource,
+    VideoFileSource,
+    is_stream_url,
+)
 
 
 def make_source(source: str | Path | None = None, camera: str | int | None = None, *,

@@ -42,7 +42,8 @@ def quantize(
                     ] = None,
 ) -> None:
     """Convert RUN to float32 and full-integer int8 TFLite, check the loss on the test split, write the bundle."""
-    from train.export.quantize import QuantizeFailed, quantize as run_quantize  # noqa: PLC0415
+    from train.export.quantize import QuantizeFailed  # noqa: PLC0415
+    from train.export.quantize import quantize as run_quantize
 
     try:
         result = run_quantize(run, out, name=name, io=io, calibration_size=calibration_size,

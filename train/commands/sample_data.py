@@ -25,8 +25,12 @@ def sample_data(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Write SYNTHETIC lesion-like images (not medical images) in HAM10000's Kaggle layout."""
+    from train.data.sample_data import (  # noqa: PLC0415
+        SampleDataError,
+        make_sample_dataset,
+        make_sample_video,
+    )
     from train.errors import TrainError  # noqa: PLC0415
-    from train.data.sample_data import SampleDataError, make_sample_dataset, make_sample_video  # noqa: PLC0415
 
     note("writing SYNTHETIC sample data: drawn shapes and colours, not medical images")
     try:

@@ -12,9 +12,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from edge.model.bundle import sha256_file
 from edge.errors import ImageError
+from edge.model.bundle import sha256_file
 from edge.ops.image import load_image
 from edge.ops.preprocess import fit_to_input
+from edge.util.atomic import atomic_folder
 from train.errors import TrainError
 
 DEFAULT_SIZE = 300
@@ -180,33 +178,28 @@ def _build(root: Path, chosen: Sequence[Any], key: dict[str, Any], labels: Seque
            dataset_root: Path) -> dict[str, Any]:
     images = _preprocess(chosen, tuple(key["input_size"]))
     try:
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        with atomic_folder(root, replace=True) as tmp:
+            manifest = _write_set(tmp, root, images, chosen, key, labels, dataset_root)
     except OSError as e:
         raise _cannot_store(root, e) from None
-    try:
-        np.save(tmp / ARRAY_FILE, images, allow_pickle=False)
-        manifest = {
-            "name": root.name, **key, "dataset_root": str(dataset_root.resolve()), "split": "train",
-            "size": len(chosen), "per_class": {c: sum(r.label == c for r in chosen) for c in labels},
-            "image_ids": [r.image_id for r in chosen], "image_labels": [r.label for r in chosen],
-            "preprocessing": "edge.ops.image.load_image + edge.ops.preprocess.fit_to_input (centre crop, area resize)",
-            "array_file": ARRAY_FILE, "array_shape": list(images.shape), "array_dtype": "uint8",
-            "array_sha256": sha256_file(tmp / ARRAY_FILE),
-            "range_anchor": "sample 0 is fed with pixel (0,0) = 0 and pixel (0,1) = 255 so the converter "
-                            "sees the full 0..255 input range",
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.rename(root)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
-            raise _cannot_store(root, e) from None
-        raise
+    return manifest
+
+
+def _write_set(tmp: Path, root: Path, images: np.ndarray, chosen: Sequence[Any], key: dict[str, Any],
+               labels: Sequence[str], dataset_root: Path) -> dict[str, Any]:
+    np.save(tmp / ARRAY_FILE, images, allow_pickle=False)
+    manifest = {
+        "name": root.name, **key, "dataset_root": str(dataset_root.resolve()), "split": "train",
+        "size": len(chosen), "per_class": {c: sum(r.label == c for r in chosen) for c in labels},
+        "image_ids": [r.image_id for r in chosen], "image_labels": [r.label for r in chosen],
+        "preprocessing": "edge.ops.image.load_image + edge.ops.preprocess.fit_to_input (centre crop, area resize)",
+        "array_file": ARRAY_FILE, "array_shape": list(images.shape), "array_dtype": "uint8",
+        "array_sha256": sha256_file(tmp / ARRAY_FILE),
+        "range_anchor": "sample 0 is fed with pixel (0,0) = 0 and pixel (0,1) = 255 so the converter "
+                        "sees the full 0..255 input range",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 

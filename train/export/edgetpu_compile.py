@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edge.model.bundle import EDGETPU_FILE, MODEL_FILE, add_file, open_bundle
 from edge.errors import EdgeError
+from edge.model.bundle import EDGETPU_FILE, MODEL_FILE, add_file, open_bundle
 from edge.model.tflite_file import EDGETPU_CUSTOM_OP, read_tflite
 from train.errors import TrainError
 

@@ -21,13 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from edge.model.bundle import MODEL_FILE, sha256_file, write_bundle
 from edge.errors import ImageError, first_line
-from edge.ops.image import load_image
-from edge.ops.preprocess import fit_to_input
+from edge.model.bundle import MODEL_FILE, sha256_file, write_bundle
 from edge.model.tflite_file import read_tflite
 from edge.model.verify import EDGETPU_TOLERANCE_STEPS
-from train.data.calibration import DEFAULT_DIR, DEFAULT_SIZE, CalibrationSet, prepare_calibration
+from edge.ops.image import load_image
+from edge.ops.preprocess import fit_to_input
+from train.data.calibration import (
+    DEFAULT_DIR,
+    DEFAULT_SIZE,
+    CalibrationSet,
+    prepare_calibration,
+)
 from train.errors import TrainError
 from train.quiet import captured, import_tensorflow
 

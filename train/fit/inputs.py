@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from edge.data.datasets import Record
 from edge.errors import ImageError
 from edge.ops.image import load_image
 from edge.ops.preprocess import fit_to_input
-from edge.data.datasets import Record
 
 SHUFFLE_BUFFER = 1024  # images held for shuffling (1024 x 224 x 224 x 3 bytes = 154 MB at most)
 AUTOTUNE = tf.data.AUTOTUNE

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import keras
 
-from train.errors import TrainError
 from edge.errors import first_line
+from train.errors import TrainError
 
 IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 IMAGENET_SIZES = (96, 128, 160, 192, 224)

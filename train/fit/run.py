@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.data.datasets import DatasetError, Record, class_counts, load_dataset, split_by_lesion, write_split_csv
+from edge.data.datasets import (
+    DatasetError,
+    Record,
+    class_counts,
+    load_dataset,
+    split_by_lesion,
+    write_split_csv,
+)
+from edge.util.atomic import publish_folder
 from train.errors import TrainError
 
 Report = Callable[[str], None]
@@ -171,13 +179,7 @@ def _finish(data: Path, dataset, splits: Mapping[str, Sequence[Record]], tmp: Pa
     if not chief:  # another worker of a multi-worker run: the chief writes the run folder
         shutil.rmtree(tmp)
         return _result(out, dataset, outcome)
-    if out.exists() and force:
-        old = out.parent / f"{out.name}.old-{secrets.token_hex(3)}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
+    publish_folder(tmp, out)  # a --force'd previous run is swapped out, then removed
     return _result(out, dataset, outcome)
 
 

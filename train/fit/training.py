@@ -18,12 +18,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from train.report import metrics as M
 from edge.data.datasets import Record
+from edge.ops import metrics as shared_metrics
 from train.errors import TrainError
+from train.fit.inputs import (
+    Decoder,
+    Predictor,
+    balanced_class_weights,
+    decoded,
+    eval_batches,
+    oversampled_batches,
+    training_batches,
+    warm,
+)
 from train.fit.model import build_model, compile_model, unfreeze_model
-from train.fit.inputs import (Decoder, Predictor, balanced_class_weights, decoded, eval_batches,
-                            oversampled_batches, training_batches, warm)
+from train.report import metrics as M
 
 Report = Callable[[str], None]
 MONITOR = "val_balanced_accuracy"
@@ -157,10 +166,10 @@ class Monitor(keras.callbacks.Callback):
         seconds = time.perf_counter() - self._started
         self._predict = self._predict or Predictor(self.model)
         y, probs = self._predict(self.val)
-        cm = M.confusion_matrix(y, probs.argmax(axis=1), probs.shape[1])
-        score = M.balanced_accuracy(cm)
+        cm = shared_metrics.confusion_matrix(y, probs.argmax(axis=1), probs.shape[1])
+        score = shared_metrics.balanced_accuracy(cm)
         logs["val_loss"] = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1))))
-        logs["val_accuracy"] = M.accuracy(cm)
+        logs["val_accuracy"] = shared_metrics.accuracy(cm)
         logs[MONITOR] = score
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["images_per_second"] = self.n_train / seconds
