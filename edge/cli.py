@@ -35,6 +35,9 @@ def _root(
 
         typer.echo(__version__)
         raise typer.Exit()
+    from edge.util.logs import configure  # noqa: PLC0415
+
+    configure()  # the one place logging is set up: plain lines on stderr
 
 
 def main() -> None:

@@ -260,7 +260,7 @@ def test_camera_lost_mid_run_raises_after_reconnecting(model):
     logs: list[str] = []
     sink = Collect()
     p = Pipeline(model, Vanishing(), [sink], PipelineOptions(reconnect=Reconnect(delay=0.01, attempts=2)),
-                 log=logs.append)
+                 on_notice=logs.append)
     with pytest.raises(SourceError, match="gave up after 2 reconnect attempts"):
         p.run()
     assert 1 <= len(sink.results) <= 4 and sink.closed == 1
@@ -298,16 +298,18 @@ def test_jsonl_unwritable_is_one_line(tmp_path):
         JsonlSink(tmp_path / "no" / "such" / "out.jsonl")
 
 
-def test_jsonl_that_cannot_be_written_is_logged_once_then_one_line_at_close(model, tmp_path):
+def test_jsonl_that_cannot_be_written_is_logged_once_then_one_line_at_close(model, tmp_path, caplog):
+    import logging
+
     from edge.errors import EdgeError
 
-    logs: list[str] = []
-    full = JsonlSink("/dev/full", log=logs.append)  # every write: "No space left on device"
+    full = JsonlSink("/dev/full")  # every write: "No space left on device"
     other = Collect()
     p = Pipeline(model, ListSource([colour_image("red", seed=i) for i in range(3)]), [full, other],
-                 PipelineOptions(realtime=False), log=logs.append)
-    with pytest.raises(EdgeError) as e:
+                 PipelineOptions(realtime=False))
+    with caplog.at_level(logging.INFO, logger="edge"), pytest.raises(EdgeError) as e:
         p.run()
+    logs = [r.getMessage() for r in caplog.records if r.name.startswith("edge.")]
     assert str(e.value) == ("/dev/full: cannot write the last results (No space left on device). "
                             "Check the free space and the disk.")
     assert logs == ["/dev/full: cannot write results (No space left on device); will keep trying"]

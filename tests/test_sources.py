@@ -152,7 +152,7 @@ def mjpeg_camera():
 def test_mjpeg_stream_that_ends_is_reconnected_then_given_up(mjpeg_camera):
     logs: list[str] = []
     cap = Capture(StreamSource(mjpeg_camera.url, timeout_ms=1000),
-                  reconnect=Reconnect(delay=0.01, max_delay=0.02, attempts=2), log=logs.append)
+                  reconnect=Reconnect(delay=0.01, max_delay=0.02, attempts=2), on_notice=logs.append)
     cap.start()
     frames = [cap.take(2.0) for _ in range(3)]
     assert all(f is not None and f.image.shape == (48, 64, 3) for f in frames)
@@ -360,7 +360,7 @@ def test_realtime_video_is_paced_at_its_frame_rate(tmp_path):
 def test_camera_that_disappears_is_reconnected_then_given_up():
     logs: list[str] = []
     cap = Capture(SyntheticCamera(fail_after=3), reconnect=Reconnect(delay=0.01, max_delay=0.04, attempts=3),
-                  log=logs.append)
+                  on_notice=logs.append)
     cap.start()
     frames = [f for f in iter(lambda: cap.take(0.2), None)]
     assert cap.join(5) and cap.finished
@@ -371,7 +371,7 @@ def test_camera_that_disappears_is_reconnected_then_given_up():
 
 def test_camera_that_comes_back_is_used_again():
     cam = SyntheticCamera(fail_after=2, reopen_fails=False)
-    cap = Capture(cam, reconnect=Reconnect(delay=0.01), log=lambda m: None)
+    cap = Capture(cam, reconnect=Reconnect(delay=0.01))
     cap.start()
     deadline = time.time() + 5
     while cam.n < 10 and time.time() < deadline:

@@ -25,4 +25,7 @@ for _name in COMMANDS:
 
 
 def main() -> None:
+    from edge.util.logs import configure  # noqa: PLC0415
+
+    configure()
     app()

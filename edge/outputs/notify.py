@@ -10,6 +10,7 @@ most every half watchdog period), so a hung camera or Edge TPU gets the service 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -19,7 +20,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from edge.results import ERROR, FrameResult
-from edge.sources.capture import log_stderr
+
+log = logging.getLogger(__name__)
 
 
 def _address(value: str) -> str | None:
@@ -33,17 +35,16 @@ def _address(value: str) -> str | None:
 class Notifier:
     """Sends notify messages to the service manager; a no-op when not run by systemd."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, *, log: Callable[[str], None] = log_stderr) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
         raw = env.get("NOTIFY_SOCKET", "")
         self.address = _address(raw) if raw else None
-        self.log = log
         self.watchdog_interval = _watchdog_interval(env)
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()  # the inference and capture threads both send
         self._failed = False
         if raw and self.address is None:
-            log(f"NOTIFY_SOCKET={raw} is not a Unix socket address; not notifying systemd")
+            log.warning("NOTIFY_SOCKET=%s is not a Unix socket address; not notifying systemd", raw)
 
     @property
     def enabled(self) -> bool:
@@ -60,7 +61,7 @@ class Notifier:
                 self._sock.sendto("\n".join(fields).encode("utf-8"), self.address)
             except OSError as e:
                 if not self._failed:
-                    self.log(f"cannot notify systemd at {self.address.lstrip(chr(0))} ({e.strerror or e})")
+                    log.warning("cannot notify systemd at %s (%s)", self.address.lstrip(chr(0)), e.strerror or e)
                 self._failed = True
                 return False
             self._failed = False

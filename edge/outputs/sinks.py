@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import stat
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 import numpy as np
 
 from edge import DISCLAIMER
 from edge.errors import EdgeError
 from edge.results import ERROR, OK, FrameResult
-from edge.sources.capture import log_stderr
+
+log = logging.getLogger(__name__)
 
 
 def status_line(result: FrameResult) -> str:
@@ -78,11 +80,9 @@ class JsonlSink:
     is closed with a newline before new lines are appended, so every other line stays valid.
     """
 
-    def __init__(self, path: str | Path, *, fsync: bool = False,
-                 log: Callable[[str], None] = log_stderr) -> None:
+    def __init__(self, path: str | Path, *, fsync: bool = False) -> None:
         self.path = Path(path)
         self.fsync = fsync
-        self.log = log
         self.lines = 0
         self._failing = False
         try:
@@ -104,11 +104,11 @@ class JsonlSink:
                 os.fsync(self._file.fileno())
         except OSError as e:
             if not self._failing:
-                self.log(f"{self.path}: cannot write results ({e.strerror}); will keep trying")
+                log.warning("%s: cannot write results (%s); will keep trying", self.path, e.strerror)
             self._failing = True
             return
         if self._failing:
-            self.log(f"{self.path}: writing results again")
+            log.warning("%s: writing results again", self.path)
             self._failing = False
         self.lines += 1
 

@@ -10,6 +10,7 @@ the service.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import signal
 import sys
 import threading
@@ -26,6 +27,8 @@ from edge.results import RunStats, Sink
 from edge.run.config import RunConfig
 from edge.run.pipeline import Pipeline, PipelineOptions, RunSummary
 from edge.sources.factory import make_source
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,7 @@ def _open_server(cfg: RunConfig, stats: Callable[[], RunStats]) -> Any:
     return LiveServer(host, port, token=cfg.token, stats=stats).start()
 
 
-def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str], None] | None = None,
-               notifier: Notifier | None = None, show_token: bool | None = None) -> DaemonRun:
+def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier | None = None, show_token: bool | None = None) -> DaemonRun:
     """Run until the source ends, a limit is reached or a signal arrives. Raises EdgeError subclasses.
 
     ``show_token``: print the live page's address with its access token (default: only when
@@ -98,21 +100,16 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str]
 
     _check(cfg)
     out = out or sys.stdout
-    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     source = make_source(cfg.source, cfg.camera, camera_size=cfg.camera_size)  # a bad path fails here, first
     model = load_model(cfg.model, device=cfg.device, threads=cfg.threads or default_threads(reserve=1),  # type: ignore[arg-type]
                        labels=cfg.labels)
     for line in model.notes:
-        log(line)
+        log.warning(line)
     if hasattr(source, "prefer_size"):
         source.prefer_size((model.spec.width, model.spec.height))  # picamera2: the ISP scales for free
-    systemd = notifier or Notifier(log=log)
-
-    def log_and_status(message: str) -> None:  # reconnect notices also show in `systemctl status`
-        log(message)
-        systemd.status(message)
-
-    pipeline = Pipeline(model, source, (), options_from(cfg), log=log_and_status)
+    systemd = notifier or Notifier()
+    # reconnect notices, logged by capture, also show in `systemctl status`
+    pipeline = Pipeline(model, source, (), options_from(cfg), on_notice=systemd.status)
     pipeline.stats.info = replace(pipeline.stats.info, runtime=f"{model.runtime.name} {model.runtime.version}",
                                   threads=model.threads)
     notify = NotifySink(systemd, describe=lambda: _status(pipeline))
@@ -124,17 +121,17 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str]
             sinks.append(server)
         sinks.insert(0, TerminalSink(out, quiet=cfg.quiet))
         if cfg.jsonl:
-            sinks.append(JsonlSink(cfg.jsonl, fsync=cfg.fsync, log=log))
+            sinks.append(JsonlSink(cfg.jsonl, fsync=cfg.fsync))
         sinks.append(notify)
         pipeline.sinks = sinks
-        log(f"edge run: {model.path} on {model.device} ({model.runtime.name} {model.runtime.version}, "
+        log.info(f"edge run: {model.path} on {model.device} ({model.runtime.name} {model.runtime.version}, "
             f"{model.threads} thread{'s' if model.threads != 1 else ''}), source {source.name}")
         if server is not None:
-            log(live_page_line(server, show_token=_stderr_is_tty() if show_token is None else show_token))
+            log.info(live_page_line(server, show_token=_stderr_is_tty() if show_token is None else show_token))
             host = cfg.listen[0]  # type: ignore[index]
             if not _is_loopback(host) and not cfg.token:
-                log(f"warning: the live page is open to every host that can reach {host}; set --token")
-        log(DISCLAIMER)
+                log.warning(f"warning: the live page is open to every host that can reach {host}; set --token")
+        log.info(DISCLAIMER)
         with _signals_stop(pipeline, notify):
             summary = pipeline.run()
     except BaseException:
@@ -142,9 +139,9 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, log: Callable[[str]
             sink.close()
         notify.close()
         if pipeline.summary is not None:
-            log(summary_line(pipeline.summary))
+            log.info(summary_line(pipeline.summary))
         raise
-    log(summary_line(summary))
+    log.info(summary_line(summary))
     return DaemonRun(summary, server.page_url if server is not None else None)
 
 

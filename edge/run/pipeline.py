@@ -10,6 +10,7 @@ smooths, thresholds and publishes.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -33,7 +34,9 @@ from edge.results import (
 )
 from edge.run.stats import PipelineStats
 from edge.sources.base import Source
-from edge.sources.capture import Capture, Frame, Reconnect, log_stderr
+from edge.sources.capture import Capture, Frame, Reconnect
+
+log = logging.getLogger(__name__)
 
 LOW_CONFIDENCE = "low confidence"
 MIN_SIDE = 8
@@ -95,8 +98,8 @@ class Pipeline:
 
     def __init__(self, model: Any, source: Source, sinks: Sequence[Sink] = (),
                  options: PipelineOptions = PipelineOptions(), *,
-                 log: Callable[[str], None] = log_stderr) -> None:
-        self.model, self.source, self.options, self.log = model, source, options, log
+                 on_notice: Callable[[str], None] | None = None) -> None:
+        self.model, self.source, self.options, self.on_notice = model, source, options, on_notice
         self.sinks: list[Sink] = list(sinks)
         self.smoother = Smoother(options.smoothing, options.reset_after)
         self.stats = PipelineStats()
@@ -181,7 +184,7 @@ class Pipeline:
         could not flush its output, after the summary is kept in ``self.summary``.
         """
         opts = self.options
-        capture = Capture(self.source, realtime=opts.realtime, reconnect=opts.reconnect, log=self.log,
+        capture = Capture(self.source, realtime=opts.realtime, reconnect=opts.reconnect, on_notice=self.on_notice,
                           prepare=self.prepare)
         self.capture = self.stats.capture = capture
         capture.start()
@@ -224,7 +227,7 @@ class Pipeline:
         """Stop capture and close every sink; the first sink's failure to close, if any."""
         capture.stop()
         if not capture.join(1.0):
-            self.log(f"{self.source.name}: capture is blocked in the driver; not waiting for it")
+            log.warning("%s: capture is blocked in the driver; not waiting for it", self.source.name)
         errors: list[EdgeError] = []
         for sink in self.sinks:  # every sink is closed even when one fails
             try:

@@ -15,7 +15,7 @@ exit non-zero and systemd restart it. The end of a file or folder is a normal en
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +25,8 @@ import numpy as np
 
 from edge.errors import ImageError, SourceError
 from edge.sources.base import Source
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,20 +97,16 @@ class Mailbox:
             return self._closed and self._item is None
 
 
-def log_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 class Capture:
     """Reads ``source`` in a background thread. Call :meth:`start`, then :meth:`take` frames."""
 
     def __init__(self, source: Source, *, realtime: bool = True, reconnect: Reconnect = Reconnect(),
-                 log: Callable[[str], None] = log_stderr,
+                 on_notice: Callable[[str], None] | None = None,
                  prepare: Callable[[np.ndarray], Any] | None = None) -> None:
         self.source = source
         self.prepare = prepare  # per-frame work done here, overlapping the consumer's (preprocessing)
         self.reconnect = reconnect
-        self.log = log
+        self.on_notice = on_notice  # also told of reconnects (the daemon shows them in `systemctl status`)
         self.realtime = realtime
         self.error: SourceError | None = None
         self.captured = 0  # frames read (including bad ones)
@@ -193,6 +191,11 @@ class Capture:
                 self.dropped += 1
             index += 1
 
+    def _notice(self, message: str) -> None:
+        log.warning(message)
+        if self.on_notice is not None:
+            self.on_notice(message)
+
     def _reopen(self, reason: str) -> bool:
         """Close and reopen the source with backoff; False when stopped or given up (self.error set)."""
         policy = self.reconnect
@@ -205,8 +208,8 @@ class Capture:
                 return False
             delay = min(policy.delay * 2 ** (self._failures - 1), policy.max_delay)
             limit = f"/{policy.attempts}" if policy.attempts else ""
-            self.log(f"{self.source.name}: {reason}; reconnecting in {delay:.1f} s "
-                     f"(attempt {self._failures}{limit})")
+            self._notice(f"{self.source.name}: {reason}; reconnecting in {delay:.1f} s "
+                         f"(attempt {self._failures}{limit})")
             if self._stop.wait(delay):
                 return False
             try:
@@ -215,6 +218,6 @@ class Capture:
                 reason = e.message
                 continue
             self.reconnects += 1
-            self.log(f"{self.source.name}: reconnected")
+            self._notice(f"{self.source.name}: reconnected")
             return True
         return False
