@@ -238,3 +238,13 @@ def test_malformed_model_json(fresh_bundle, edit, needle):
     (fresh_bundle / "model.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match=needle):
         open_bundle(fresh_bundle)
+
+
+def test_edgetpu_asked_for_a_model_without_edgetpu_ops_runs_and_says_cpu(bundle_dir, monkeypatch):
+    """A TPU is present but the bundle has no model_edgetpu.tflite: the delegate would run nothing."""
+    from edge.backends import edgetpu
+
+    monkeypatch.setattr(edgetpu, "load_edgetpu_delegate", lambda load, device=None: object())
+    m = load_model(bundle_dir, device="edgetpu", threads=1)
+    assert m.device == "cpu" and m.path.name == "model.tflite"
+    assert any("no Edge TPU ops, so it runs on the CPU" in n and "compile-edgetpu" in n for n in m.notes)

@@ -393,6 +393,22 @@ def test_weights_file_loads_by_name_or_says_it_does_not_fit(tmp_path):
         build_model(7, image_size=96, alpha=0.5, weights=str(tmp_path / "donor.weights.h5"))
 
 
+def test_weights_file_covering_part_of_the_network_is_refused(tmp_path):
+    """A backbone cut at block_6 loads by name with no error in Keras; here it is refused, with counts."""
+    import keras
+
+    from train.errors import TrainError
+    from train.fit.model import build_model
+
+    donor = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=None)
+    cut = keras.Model(donor.input, donor.get_layer("block_6_project_BN").output)
+    partial = tmp_path / "cut.h5"
+    _save_legacy_h5(cut, partial)
+    with pytest.raises(TrainError, match=r"do not fit .*the file lacks \d+ of the \d+ weighted MobileNetV2 layers "
+                                         r"\(first: block_7_expand\)"):
+        build_model(7, image_size=96, alpha=0.35, weights=str(partial))
+
+
 def _save_legacy_h5(model, path: Path) -> None:
     import h5py
     from keras.src.legacy.saving import legacy_h5_format

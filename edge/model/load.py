@@ -133,10 +133,13 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
                 verify_checksums(bundle, only=fallback)
             model_path, graph = fallback, read_tflite(fallback)
         if delegate is not None and not graph.has_edgetpu_op:
+            # The delegate would load and run nothing: the model runs on the CPU, and every result,
+            # verify tolerance and benchmark row must say so.
+            delegate = None
             compiled = bundle.variant("edgetpu")
-            notes.append(f"{model_path.name} has no Edge TPU ops: the Edge TPU does nothing for it. "
-                         + (f"Pass the bundle folder or {compiled.name} instead." if compiled
-                            else "Compile it with `train compile-edgetpu`."))
+            notes.append(f"{model_path.name} has no Edge TPU ops, so it runs on the CPU. "
+                         + (f"Pass the bundle folder or {compiled.name} for the Edge TPU." if compiled
+                            else "Compile it with `train compile-edgetpu` for the Edge TPU."))
     unknown = [op for op in graph.custom_ops if op != "edgetpu-custom-op"]
     if unknown:
         raise ModelError(f"{model_path} uses custom ops that {runtime.name} lacks: {', '.join(unknown)}.",

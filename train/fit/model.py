@@ -9,6 +9,7 @@ stay in inference mode in both phases (the standard Keras transfer-learning reci
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,9 +159,22 @@ def _load_h5_by_name(base: keras.Model, path: Path) -> None:
     with h5py.File(path, "r") as f:
         group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
         names = {n.decode() if isinstance(n, bytes) else n for n in group.attrs.get("layer_names", [])}
-    if not names & {layer.name for layer in base.layers if layer.weights}:
+        stored = {n for n in names if n in group and len(group[n].attrs.get("weight_names", [])) > 0}
+    weighted = [layer.name for layer in base.layers if layer.weights]
+    if not names & set(weighted):
         raise ValueError("no layer of MobileNetV2 is named in the file")
-    base.load_weights(path, by_name=True, skip_mismatch=False)
+    # By-name loading skips the layers a file lacks; the base is then frozen, so phase 1 would train
+    # a head on a partly random backbone. A file must cover every weighted layer.
+    lacking = [name for name in weighted if name not in stored]
+    if lacking:
+        raise ValueError(f"the file lacks {len(lacking)} of the {len(weighted)} weighted MobileNetV2 layers "
+                         f"(first: {lacking[0]}); it covers only part of the network")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        base.load_weights(path, by_name=True, skip_mismatch=False)
+    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+    if skipped:  # Keras's "Skipping nested container": some weights were not loaded
+        raise ValueError(first_line(ValueError(skipped[0])))
 
 
 def compile_model(model: keras.Model, lr: float) -> None:
