@@ -158,5 +158,5 @@ def test_info_failures_end_with_one_error_line(fresh_bundle, tflite_models, tmp_
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\n")
     result = invoke("info", tflite_models["uint8"], "--labels", labels)
-    assert "does not load on the CPU" in result.stdout
-    assert_one_line_error(result, "cannot run on this CPU: 2 labels but tiny_uint8.tflite outputs 4 classes")
+    assert "2 labels do not fit tiny_uint8.tflite, which outputs 4 classes" in " ".join(result.stdout.split())
+    assert_one_line_error(result, "2 labels but tiny_uint8.tflite outputs 4 classes")

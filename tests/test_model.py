@@ -92,8 +92,8 @@ def test_model_built_once_per_process_not_per_image(bundle_dir, colour_files, mo
     from edge.model import load as model_module
 
     built = []
-    real = model_module._make_interpreter
-    monkeypatch.setattr(model_module, "_make_interpreter", lambda *a: built.append(a[1]) or real(*a))
+    real = model_module.make_interpreter
+    monkeypatch.setattr(model_module, "make_interpreter", lambda *a: built.append(a[1]) or real(*a))
     result = CliRunner().invoke(app, ["classify", *map(str, colour_files.values()), "--model", str(bundle_dir)])
     assert result.exit_code == 0, result.output
     assert len(built) == 1
@@ -248,3 +248,27 @@ def test_edgetpu_asked_for_a_model_without_edgetpu_ops_runs_and_says_cpu(bundle_
     m = load_model(bundle_dir, device="edgetpu", threads=1)
     assert m.device == "cpu" and m.path.name == "model.tflite"
     assert any("no Edge TPU ops, so it runs on the CPU" in n and "compile-edgetpu" in n for n in m.notes)
+
+
+@pytest.mark.parametrize("name,loads,classifier,verdict", [
+    ("two_inputs", True, False, "loads on this CPU .*but edge classify/run cannot use it: .*2 inputs"),
+    ("vector_input", True, False, "cannot use it: .*input shape \\[1, 10\\]"),
+    ("custom", False, None, "this device cannot run it: it uses custom ops that .* lacks: MyFancyOp"),
+    ("edgetpu", None, None, "compiled for the Edge TPU: runs only with --device edgetpu"),
+])
+def test_info_describes_any_tflite_file(odd_models, name, loads, classifier, verdict):
+    """`edge info` describes models it cannot classify with, exits 0, and says so on one line."""
+    import json
+    import re
+
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    result = CliRunner().invoke(app, ["info", str(odd_models[name]), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["loads_on_cpu"] is loads and data["image_classifier"] is classifier
+    assert re.search(verdict, data["verdict"]) and data["op_counts"] and data["inputs"]
+    text = CliRunner().invoke(app, ["info", str(odd_models[name])])
+    assert text.exit_code == 0 and "on this device: " in text.stdout

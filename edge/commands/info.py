@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def info(model: ModelArg, labels: LabelsOpt = None, json_out: JsonFlag = False) -> None:
-    """Show a model's tensors, ops, Edge TPU ops, labels and (for a bundle) checksums."""
+    """Describe any TFLite model: tensors, ops, custom ops, MACs, labels, (for a bundle) checksums, and
+    what this device can do with it. Exit status 1 only for a file that is not a readable TFLite
+    model or a damaged bundle."""
     from edge.model.info import inspect_model  # noqa: PLC0415
 
     result = inspect_model(model, labels=labels)
@@ -32,8 +34,9 @@ def info(model: ModelArg, labels: LabelsOpt = None, json_out: JsonFlag = False) 
     if bad:
         raise fail(f"checksum mismatch or file missing in {result.bundle}: {', '.join(bad)}. "
                    "The bundle is damaged: copy it again.")
-    if result.loads is False:
-        raise fail(f"cannot run on this CPU: {result.load_error}")
+    if not result.labels_fit:
+        raise fail(f"{len(result.labels)} labels but {result.path.name} outputs "
+                   f"{result.outputs[0]['shape'][-1]} classes. Pass the labels.txt that came with the model.")
 
 
 def _render(r) -> None:  # noqa: ANN001
@@ -61,7 +64,4 @@ def _render(r) -> None:  # noqa: ANN001
             state = "[green]ok[/green]" if row["ok"] else ("[red]missing[/red]" if row["actual"] is None
                                                          else "[red]MISMATCH[/red]")
             out.print(f"checksum {row['file']}: {state}")
-    if r.loads is False:
-        out.print(f"[red]does not load on the CPU:[/red] {r.load_error}")
-    elif r.loads is None:
-        out.print("compiled for the Edge TPU: runs only with --device edgetpu")
+    out.print(f"on this device: {r.verdict}", markup=False)

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.backends.runtime import get_runtime
-from edge.errors import EdgeError
+from edge.backends.runtime import Runtime, get_runtime
+from edge.errors import ModelError
 from edge.model.bundle import checksum_report, open_bundle
-from edge.model.tflite_file import TensorInfo, read_tflite
+from edge.model.load import make_interpreter
+from edge.model.spec import ModelSpec
+from edge.model.tflite_file import EDGETPU_CUSTOM_OP, TensorInfo, TFLiteFile, read_tflite
 
 
 def _tensor_dict(t: TensorInfo) -> dict[str, Any]:
@@ -30,9 +32,17 @@ class ModelInfo:
     mac_count: int
     labels: tuple[str, ...] | None
     bundle: str | None
+    verdict: str  # one line: what this device can or cannot do with the model
     checksums: list[dict[str, Any]] = field(default_factory=list)
-    loads: bool | None = None  # whether the CPU runtime builds it (None: Edge TPU model, not tried)
+    loads: bool | None = None  # whether the CPU runtime builds it (None: not tried, see verdict)
     load_error: str | None = None
+    classifier: bool | None = None  # an image classifier `edge classify` / `edge run` can use
+
+    @property
+    def labels_fit(self) -> bool:
+        """False when the labels given (or the bundle's) do not match the classifier's outputs."""
+        return not (self.classifier and self.labels is not None and self.outputs
+                    and self.outputs[0]["shape"][-1] != len(self.labels))
 
     @property
     def checksums_ok(self) -> bool | None:
@@ -45,31 +55,51 @@ class ModelInfo:
             "custom_ops": list(self.custom_ops), "edgetpu_custom_op": self.edgetpu,
             "mac_count": self.mac_count, "labels": list(self.labels) if self.labels else None,
             "bundle": self.bundle, "checksums": self.checksums, "checksums_ok": self.checksums_ok,
-            "loads_on_cpu": self.loads, "load_error": self.load_error,
+            "loads_on_cpu": self.loads, "load_error": self.load_error, "image_classifier": self.classifier,
+            "verdict": self.verdict,
         }
 
 
+def _what_this_device_can_do(path: Path, graph: TFLiteFile, runtime: Runtime,
+                             labels: tuple[str, ...] | None) -> tuple[bool | None, str | None, bool | None, str]:
+    """(loads on the CPU, why not, is an image classifier, the one-line verdict)."""
+    other = [op for op in graph.custom_ops if op != EDGETPU_CUSTOM_OP]
+    rt = f"{runtime.name} {runtime.version}"
+    if other:
+        error = f"uses custom ops that {runtime.name} lacks: {', '.join(other)}"
+        return False, error, None, f"this device cannot run it: it {error}."
+    if graph.has_edgetpu_op:
+        return None, None, None, "compiled for the Edge TPU: runs only with --device edgetpu (a Coral)."
+    try:
+        interpreter = make_interpreter(runtime, path, 1, None)
+    except ModelError as e:
+        return False, e.message, None, f"this device cannot run it: {e.message}"
+    try:
+        spec = ModelSpec.from_interpreter(interpreter, path.name)
+    except ModelError as e:
+        return True, None, False, f"loads on this CPU ({rt}), but edge classify/run cannot use it: {e.message}"
+    if labels is not None and len(labels) != spec.num_classes:
+        return True, None, True, (f"loads on this CPU ({rt}), but {len(labels)} labels do not fit "
+                                  f"{path.name}, which outputs {spec.num_classes} classes.")
+    return True, None, True, f"runs on this CPU ({rt}): an image classifier of {spec.width}x{spec.height} pixels."
+
+
 def inspect_model(path: str | Path, *, labels: str | Path | None = None) -> ModelInfo:
-    """Read a model's structure from the file itself, then try to build it on the CPU."""
+    """Describe any TFLite file (tensors, ops, custom ops, MACs) and say what this device can do with it.
+
+    Only a file that is not a readable TFLite model (or a damaged bundle folder) raises.
+    """
     bundle = open_bundle(path, labels=labels, verify=False)
     graph = read_tflite(bundle.model_path)
     runtime = get_runtime()
-    loads, error = None, None
-    if not graph.has_edgetpu_op:
-        from edge.model.load import load_model  # noqa: PLC0415
-
-        try:
-            load_model(bundle.model_path, device="cpu", threads=1, verify=False,
-                       labels=labels if bundle.root is None else None)
-            loads = True
-        except EdgeError as e:
-            loads, error = False, e.message
+    loads, error, classifier, verdict = _what_this_device_can_do(bundle.model_path, graph, runtime, bundle.labels)
     return ModelInfo(
         path=bundle.model_path, size_bytes=graph.size_bytes, runtime=f"{runtime.name} {runtime.version}",
         inputs=[_tensor_dict(graph.tensors[i]) for i in graph.inputs],
         outputs=[_tensor_dict(graph.tensors[i]) for i in graph.outputs],
         op_counts=graph.op_counts, custom_ops=graph.custom_ops, edgetpu=graph.has_edgetpu_op,
         mac_count=graph.mac_count(), labels=bundle.labels,
-        bundle=str(bundle.root) if bundle.root else None,
+        bundle=str(bundle.root) if bundle.root else None, verdict=verdict,
         checksums=checksum_report(bundle) if bundle.root else [], loads=loads, load_error=error,
+        classifier=classifier,
     )

@@ -45,7 +45,7 @@ def _choose_file(bundle: Bundle, device: str, folder: bool) -> tuple[Path, bool]
     return bundle.model_path, device == "edgetpu"
 
 
-def _make_interpreter(runtime: Runtime, path: Path, threads: int, delegate: Any) -> Any:
+def make_interpreter(runtime: Runtime, path: Path, threads: int, delegate: Any) -> Any:
     try:
         it = runtime.Interpreter(model_path=str(path), num_threads=threads,
                                  experimental_delegates=[delegate] if delegate else None)
@@ -144,7 +144,7 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
     if unknown:
         raise ModelError(f"{model_path} uses custom ops that {runtime.name} lacks: {', '.join(unknown)}.",
                          "Convert the model with TFLite builtin ops only.")
-    interpreter = _make_interpreter(runtime, model_path, threads, delegate)
+    interpreter = make_interpreter(runtime, model_path, threads, delegate)
     spec = ModelSpec.from_interpreter(interpreter, str(model_path))
     if bundle.labels is not None and len(bundle.labels) != spec.num_classes:
         raise BundleError(f"{len(bundle.labels)} labels but {model_path.name} outputs "
