@@ -10,6 +10,9 @@ import importlib
 
 import typer
 
+from edge.commands._help import flags_without_metavar
+
+flags_without_metavar()
 app = typer.Typer(
     name="edge",
     help="Run a skin-lesion classifier bundle on this device (Raspberry Pi, optional Coral Edge TPU). "

@@ -160,3 +160,17 @@ def test_info_failures_end_with_one_error_line(fresh_bundle, tflite_models, tmp_
     result = invoke("info", tflite_models["uint8"], "--labels", labels)
     assert "2 labels do not fit tiny_uint8.tflite, which outputs 4 classes" in " ".join(result.stdout.split())
     assert_one_line_error(result, "2 labels but tiny_uint8.tflite outputs 4 classes")
+
+
+def test_flags_show_no_value_in_help():
+    """--json, --force, --wide take no value: their help rows must not read `<bool>`."""
+    from train.cli import app as train_app
+
+    from edge.cli import app as edge_app
+
+    for app, names in ((edge_app, ("info", "classify", "verify", "benchmark", "run", "doctor", "install-service")),
+                       (train_app, ("fit", "quantize", "evaluate", "sample-data"))):
+        for name in names:
+            result = CliRunner().invoke(app, [name, "--help"])
+            assert result.exit_code == 0 and "--help" in result.stdout
+            assert "<bool>" not in result.stdout, name

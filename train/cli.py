@@ -9,6 +9,9 @@ import importlib
 
 import typer
 
+from edge.commands._help import flags_without_metavar
+
+flags_without_metavar()
 app = typer.Typer(
     name="train",
     help="Train, evaluate and quantize a skin-lesion classifier for the edge (workstation side).",

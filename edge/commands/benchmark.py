@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -16,10 +16,6 @@ from edge.commands._common import (
     handles_errors,
     note,
 )
-
-if TYPE_CHECKING:
-    from edge.bench.latency import BenchmarkReport
-    from edge.bench.pipeline import PipelineReport
 
 
 def register(app: typer.Typer) -> None:
@@ -65,40 +61,55 @@ def benchmark(
                            "(frames inference cannot keep up with are dropped) \\[default: every frame, "
                            "as fast as possible].")] = False,
     labels: LabelsOpt = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column (the default fits 80 columns).")] = False,
 ) -> None:
     """Measure invoke latency (init, first invoke, p50/p90/p99, throughput, memory) for each model.
 
     Figures are comparable only within one run: all models share the machine's state then.
     """
-    from edge.bench.latency import run_benchmark  # noqa: PLC0415
-    from edge.bench.pipeline import run_pipeline_benchmark  # noqa: PLC0415
-    from edge.bench.plot import plot_latencies  # noqa: PLC0415
     from edge.bench.targets import parse_variants  # noqa: PLC0415
 
+    chosen = parse_variants(variants, all_variants)
+    for option, path in (("--json", json_file), ("--plot", plot)):
+        check_output(option, path)  # before minutes of measuring, not after
     if source is not None:
         unused = [name for name, value in (("--runs", runs), ("--seconds", seconds), ("--input", input_image),
                                            ("--eval", eval_dir), ("--plot", plot)) if value is not None]
         if unused:
             raise fail(f"{', '.join(unused)} measure model latency and do not apply with --source.")
-    for option, path in (("--json", json_file), ("--plot", plot)):
-        check_output(option, path)  # before minutes of measuring, not after
-    if source is not None:
-        report = run_pipeline_benchmark(model, source, variants=parse_variants(variants, all_variants),
-                                        device=device, threads=threads, max_frames=max_frames,
-                                        labels=labels, realtime=realtime, skip_missing=all_variants)
-        _show(report, json_file, render_pipeline_table)
-        _exit_status(report)
-        return
-    chosen = parse_variants(variants, all_variants)
-    report = run_benchmark(model, variants=chosen, device=device, threads=threads, warmup=warmup, runs=runs,
-                           seconds=seconds, input_image=input_image, labels=labels, eval_dir=eval_dir,
-                           skip_missing=all_variants)
+        pipeline_mode(model, source, chosen, device=device, threads=threads, max_frames=max_frames,
+                      labels=labels, realtime=realtime, skip_missing=all_variants, json_file=json_file, wide=wide)
+    else:
+        latency_mode(model, chosen, device=device, threads=threads, warmup=warmup, runs=runs, seconds=seconds,
+                     input_image=input_image, labels=labels, eval_dir=eval_dir, skip_missing=all_variants,
+                     json_file=json_file, plot=plot, wide=wide)
+
+
+def latency_mode(models: list[Path], variants: tuple[str, ...] | None, *, json_file: Path | None,
+                 plot: Path | None, wide: bool, **measure) -> None:  # noqa: ANN003
+    """Model latency (and --eval accuracy) side by side: :func:`edge.bench.latency.run_benchmark`."""
+    from edge.bench.latency import run_benchmark  # noqa: PLC0415
+    from edge.bench.plot import plot_latencies  # noqa: PLC0415
+    from edge.commands._bench_tables import render_table  # noqa: PLC0415
+
+    report = run_benchmark(models, variants=variants, **measure)
     for r in report.results:
         for line in r.notes:
             note(f"note: {r.name}: {line}")
-    _show(report, json_file, render_table)
+    _show(report, json_file, lambda rep, stream: render_table(rep, stream, wide=wide))
     if plot is not None and any(r.measured for r in report.results):
         note(f"plot: {plot_latencies(report.results, plot)}")
+    _exit_status(report)
+
+
+def pipeline_mode(models: list[Path], source: str, variants: tuple[str, ...] | None, *,
+                  json_file: Path | None, wide: bool, **measure) -> None:  # noqa: ANN003
+    """``edge run``'s pipeline over a source: :func:`edge.bench.pipeline.run_pipeline_benchmark`."""
+    from edge.bench.pipeline import run_pipeline_benchmark  # noqa: PLC0415
+    from edge.commands._bench_tables import render_pipeline_table  # noqa: PLC0415
+
+    report = run_pipeline_benchmark(models, source, variants=variants, **measure)
+    _show(report, json_file, lambda rep, stream: render_pipeline_table(rep, stream, wide=wide))
     _exit_status(report)
 
 
@@ -145,97 +156,3 @@ def write_json(data: dict, json_file: Path) -> None:
         raise fail(f"cannot write {json_file}: {e.strerror or e}") from None
 
 
-def _f(x: float | None, fmt: str = ".2f") -> str:
-    return "—" if x is None else format(x, fmt)
-
-
-def _ratio(x: float | None) -> str:
-    return "—" if x is None else f"{x:.2f}" if 0.01 <= x < 100 else f"{x:.3g}"
-
-
-def _ms(x: float) -> str:
-    """Milliseconds with the decimals that matter at that size (Edge TPU 2.6, Pi float 150.3, tiny 0.0061)."""
-    return f"{x:.1f}" if x >= 100 else f"{x:.2f}" if x >= 1 else f"{x:.4f}"
-
-
-def _console(report, stream):  # noqa: ANN001, ANN202
-    """A rich console on ``stream``, after one line about the machine."""
-    from rich.console import Console  # noqa: PLC0415
-
-    console = Console(file=stream, width=None if stream.isatty() else 240, highlight=False)
-    m, v = report.machine, report.machine.versions
-    board = f", {m.board}" if m.board else ""
-    console.print(f"{m.cpu} ({m.cores} cores{board}), governor {m.governor or 'n/a'}, "
-                  f"load {m.load_average[0] if m.load_average else 'n/a'}; {v['name']} {v['version']}, "
-                  f"numpy {v['numpy']}, OpenCV {v['opencv']}")
-    return console
-
-
-def render_table(report: "BenchmarkReport", stream=None) -> None:  # noqa: ANN001
-    from rich.table import Table  # noqa: PLC0415
-
-    console = _console(report, stream or sys.stdout)
-    base = report.baseline
-    table = Table(caption=f"ratio and speed-up: p50 against {base.name}" if base else None,
-                  caption_justify="left")
-    for name, justify in (("model", "left"), ("device", "left"), ("threads", "right"), ("runs", "right"),
-                          ("init ms", "right"), ("1st ms", "right"), ("mean±std ms", "right"),
-                          ("min–max ms", "right"), ("p50 ms", "right"), ("p90 ms", "right"),
-                          ("p99 ms", "right"), ("inv/s", "right"),
-                          ("GMAC/s", "right"), ("peak RSS MB", "right"), ("size MB", "right"),
-                          ("p50 ratio", "right"), ("speed-up", "right")):
-        table.add_column(name, justify=justify)
-    if report.eval_set is not None:
-        for name in ("accuracy", "bal. acc.", "mel recall"):
-            table.add_column(name, justify="right")
-    for r in report.results:
-        if not r.measured:
-            table.add_row(r.name, r.device or "—", *["—"] * 4, "failed (see below)",
-                          *["—"] * (len(table.columns) - 7))
-            continue
-        lat = r.latency
-        ratio = report.ratios(r)
-        row = [r.name, r.device, str(r.threads), str(lat.count), _f(r.init_ms, ".1f"), _ms(r.first_invoke_ms),
-               f"{_ms(lat.mean)}±{_ms(lat.std)}", f"{_ms(lat.min)}–{_ms(lat.max)}", _ms(lat.p50),
-               _ms(lat.p90), _ms(lat.p99), _f(r.throughput_per_s, ".1f"), _f(r.gmac_per_s), _f(r.peak_rss_mb, ".1f"),
-               f"{r.size_bytes / 1e6:.3f}", _ratio(ratio[0] if ratio else None),
-               _ratio(ratio[1] if ratio else None) + "x"]
-        if report.eval_set is not None:
-            a = r.accuracy
-            row += [_f(a.accuracy, ".3f"), _f(a.balanced_accuracy, ".3f"), _f(a.melanoma_recall, ".3f")] \
-                if a else ["failed"] * 3
-        table.add_row(*row)
-    console.print(table)
-    if report.eval_set is not None:
-        e = report.eval_set
-        missing = f", {e.missing} listed but missing" if e.missing else ""
-        skipped = max((r.accuracy.skipped for r in report.results if r.accuracy), default=0)
-        unread = f", {skipped} unreadable" if skipped else ""
-        console.print(f"--eval {e.root}: {len(e.items)} images, {len(e.classes)} classes ({e.layout} layout"
-                      f"{missing}{unread}). Accuracy is top-1; not a medical diagnosis.")
-
-
-def render_pipeline_table(report: "PipelineReport", stream=None) -> None:  # noqa: ANN001
-    from rich.table import Table  # noqa: PLC0415
-
-    from edge.bench.pipeline import STAGES  # noqa: PLC0415
-
-    console = _console(report, stream or sys.stdout)
-    table = Table(caption="stage columns: p50 ms per frame (first frame left out); latency: frame captured "
-                          "to result ready", caption_justify="left")
-    heads = ["model", "device", "init ms", "frames", "dropped", "errors", "FPS", *STAGES,
-             "latency p50", "p90", "p99", "first result ms"]
-    for i, h in enumerate(heads):
-        table.add_column(h, justify="left" if i < 2 else "right")
-    for r in report.results:
-        if not r.measured:
-            table.add_row(r.name, r.device or "—", "failed (see below)", *["—"] * (len(heads) - 3))
-            continue
-        f, lat = r.frames, r.latency
-        table.add_row(r.name, r.device, _f(r.init_ms, ".1f"), str(f["processed"]), str(f["dropped"]),
-                      str(f["errors"]), _f(r.fps, ".1f"), *[_ms(r.stages[s].p50) for s in STAGES],
-                      _ms(lat.p50), _ms(lat.p90), _ms(lat.p99), _ms(r.first_result_ms))
-    console.print(table)
-    rates = {r.source_fps for r in report.results if r.source_fps}
-    rate = f" (nominal {rates.pop():.1f} fps)" if len(rates) == 1 else ""
-    console.print(f"source: {report.source}{rate}. Not a medical diagnosis.")

@@ -11,7 +11,12 @@ from edge.errors import ModelError
 from edge.model.bundle import checksum_report, open_bundle
 from edge.model.load import make_interpreter
 from edge.model.spec import ModelSpec
-from edge.model.tflite_file import EDGETPU_CUSTOM_OP, TensorInfo, TFLiteFile, read_tflite
+from edge.model.tflite_file import (
+    EDGETPU_CUSTOM_OP,
+    TensorInfo,
+    TFLiteFile,
+    read_tflite,
+)
 
 
 def _tensor_dict(t: TensorInfo) -> dict[str, Any]:
