@@ -164,13 +164,12 @@ def test_info_failures_end_with_one_error_line(fresh_bundle, tflite_models, tmp_
 
 def test_flags_show_no_value_in_help():
     """--json, --force, --wide take no value: their help rows must not read `<bool>`."""
+    from edge.cli import app as edge_app
     from train.cli import app as train_app
 
-    from edge.cli import app as edge_app
-
-    for app, names in ((edge_app, ("info", "classify", "verify", "benchmark", "run", "doctor", "install-service")),
+    for cli, names in ((edge_app, ("info", "classify", "verify", "benchmark", "run", "doctor", "install-service")),
                        (train_app, ("fit", "quantize", "evaluate", "sample-data"))):
         for name in names:
-            result = CliRunner().invoke(app, [name, "--help"])
+            result = CliRunner().invoke(cli, [name, "--help"])
             assert result.exit_code == 0 and "--help" in result.stdout
             assert "<bool>" not in result.stdout, name

@@ -316,7 +316,7 @@ def test_demo_sample_video_shows_the_gate_and_smoothing(bundle_dir, tmp_path):
     sample_data = pytest.importorskip("train.data.sample_data")
     data = tmp_path / "sample"
     sample_data.make_sample_dataset(data, n_lesions=21, size=(240, 180), seed=0)
-    video = sample_data.make_sample_video(tmp_path / "sample.mp4", data, seconds=8, fps=15, size=(320, 240))
+    video = pytest.importorskip("train.data.sample_video").make_sample_video(tmp_path / "sample.mp4", data, seconds=8, fps=15, size=(320, 240))
     out = tmp_path / "demo.jsonl"
     done = edge_run("--model", str(bundle_dir), "--source", str(video), "--jsonl", str(out), "--no-realtime",
                     "--http", "127.0.0.1:0", "--max-frames", "500")

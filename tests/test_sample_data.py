@@ -15,8 +15,8 @@ from train.data.sample_data import (
     SampleDataError,
     lesion_counts,
     make_sample_dataset,
-    make_sample_video,
 )
+from train.data.sample_video import make_sample_video
 
 HAM_PROPORTIONS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
 

@@ -28,8 +28,8 @@ def sample_data(
     from train.data.sample_data import (  # noqa: PLC0415
         SampleDataError,
         make_sample_dataset,
-        make_sample_video,
     )
+    from train.data.sample_video import make_sample_video  # noqa: PLC0415
     from train.errors import TrainError  # noqa: PLC0415
 
     note("writing SYNTHETIC sample data: drawn shapes and colours, not medical images")
