@@ -34,7 +34,7 @@ FIRST_IMAGE, FIRST_PART_2_IMAGE = 24306, 29306  # HAM10000 numbers its images IS
 README = """\
 SYNTHETIC SAMPLE DATA - NOT MEDICAL IMAGES
 
-Every image in this folder was drawn by train/sample_data.py from random shapes,
+Every image in this folder was drawn by train/data/sample_data.py from random shapes,
 colours and noise. None shows a real skin lesion or a real person, and the
 metadata (diagnoses, ages, sexes, body sites) is made up.
 

@@ -1,6 +1,6 @@
 """The TensorFlow side of `train fit`: distribution strategy, input pipelines, the two phases.
 
-Kept apart from train/fit.py so that argument checks and dataset errors are reported before
+Kept apart from train/fit/run.py so that argument checks and dataset errors are reported before
 TensorFlow is imported.
 """
 

@@ -1,0 +1,109 @@
+"""The layout of docs/architecture.md, enforced: imports point down the stack, never up or in a circle.
+
+Every import counts, the lazy ones inside functions too (they are how a command keeps start-up
+fast, not a way around the layering).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# bottom to top; a package may import its own layer's modules and any layer below it
+LAYERS = [
+    {"edge", "edge.errors", "edge.util"},
+    {"edge.ops", "edge.data", "edge.backends"},
+    {"edge.results"},
+    {"edge.model"},
+    {"edge.sources"},
+    {"edge.outputs"},
+    {"edge.run"},
+    {"edge.bench", "edge.device"},
+    {"edge.commands", "edge.cli", "edge.__main__"},
+]
+
+
+def _layer(module: str) -> int:
+    best = None
+    for i, names in enumerate(LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and (best is None or len(name) > len(best[1])):
+                best = (i, name)
+    assert best is not None, f"{module} belongs to no layer of docs/architecture.md"
+    return best[0]
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names
+                         if (ROOT / f"{node.module}.{a.name}".replace(".", "/")).with_suffix(".py").exists()
+                         or (ROOT / f"{node.module}.{a.name}".replace(".", "/")).is_dir())
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m.split(".")[0] in ("edge", "train")}
+
+
+def _modules(package: str) -> dict[str, Path]:
+    out = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def test_the_device_side_never_imports_train_or_tensorflow():
+    for name, path in _modules("edge").items():
+        bad = {m for m in _imports(path) if m.split(".")[0] == "train"}
+        assert not bad, f"{name} imports {bad}"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        heavy = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+                 if a.name.split(".")[0] in ("tensorflow", "keras")]
+        heavy += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                  and n.module.split(".")[0] in ("tensorflow", "keras")]
+        assert not heavy, f"{name} imports {heavy}"
+
+
+def test_edge_imports_point_down_the_stack():
+    for name, path in _modules("edge").items():
+        mine = _layer(name)
+        for dep in _imports(path):
+            assert _layer(dep) <= mine, f"{name} (layer {mine}) imports {dep} (layer {_layer(dep)}): upward"
+
+
+def test_no_import_circles():
+    graph = {name: {d for d in _imports(path)} for pkg in ("edge", "train") for name, path in _modules(pkg).items()}
+    packages = {name.rsplit(".", 1)[0] if name.count(".") > 1 else name for name in graph}
+
+    def package_of(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if len(parts) > 2 or ".".join(parts[:2]) in packages else module
+
+    edges: dict[str, set[str]] = {}
+    for name, deps in graph.items():
+        for dep in deps:
+            a, b = package_of(name), package_of(dep)
+            if a != b and a.split(".")[0] == b.split(".")[0] == "edge" and a != "edge" and b != "edge":
+                edges.setdefault(a, set()).add(b)
+    for name, deps in graph.items():  # modules that import each other
+        for dep in deps:
+            assert name not in graph.get(dep, set()), f"{name} and {dep} import each other"
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in edges.get(start, ()):
+            if nxt == goal or (nxt not in seen and (seen.add(nxt) or reaches(nxt, goal, seen))):
+                return True
+        return False
+
+    for pkg in edges:
+        assert not reaches(pkg, pkg, set()), f"sub-packages of edge import each other in a circle through {pkg}"
+
+
+def test_no_module_is_too_long_to_read_in_one_sitting():
+    for pkg in ("edge", "train"):
+        for name, path in _modules(pkg).items():
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            assert lines <= 425, f"{name} has {lines} lines"
