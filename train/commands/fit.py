@@ -47,12 +47,14 @@ def fit(
 ) -> None:
     """Train on DIR (lesion-safe split), write RUN/ with model.keras, metrics.json and plots."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from train.fit.run import Settings  # noqa: PLC0415
     from train.fit.run import fit as run_fit  # noqa: PLC0415
 
-    result = run_fit(data, out, image_size=image_size, alpha=alpha, weights=weights, epochs=epochs,
-                     fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers, batch_size=batch_size,
-                     lr=lr, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, strict=strict,
-                     oversample=oversample, patience=patience, force=force, report=note)
+    settings = Settings(image_size=image_size, alpha=alpha, weights=weights, epochs=epochs,
+                        fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers, batch_size=batch_size,
+                        lr=lr, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, strict=strict,
+                        oversample=oversample, patience=patience)
+    result = run_fit(data, out, settings, force=force, report=note)
     if json_out:
         print_json({"run": str(result.run), "interrupted": result.interrupted, "epochs": result.epochs,
                     "best_epoch": result.best_epoch,

@@ -12,7 +12,7 @@ import json
 import secrets
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,42 +52,53 @@ class FitResult:
 
 @dataclass(frozen=True)
 class Settings:
-    image_size: int
-    alpha: float
-    weights: str
-    epochs: int
-    fine_tune_epochs: int
-    fine_tune_layers: int
-    batch_size: int
-    lr: float
-    fine_tune_lr: float
-    seed: int
-    val_fraction: float
-    test_fraction: float
-    strict: bool
-    oversample: bool
-    patience: int
-    dropout: float
+    """Everything ``train fit`` was asked for, built once by the CLI and passed whole; run.json records it."""
+
+    image_size: int = 224
+    alpha: float = 1.0
+    weights: str = "imagenet"  # imagenet, none, or the absolute path of a local weights file
+    epochs: int = 10
+    fine_tune_epochs: int = 10
+    fine_tune_layers: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    fine_tune_lr: float | None = None  # None: a tenth of lr
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    strict: bool = False
+    oversample: bool = False
+    patience: int = 5
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.fine_tune_lr is None:
+            object.__setattr__(self, "fine_tune_lr", self.lr / 10)
+
+    def as_dict(self) -> dict:
+        """The settings as run.json states them."""
+        return {"image_size": [self.image_size, self.image_size], "alpha": self.alpha, "weights": self.weights,
+                "seed": self.seed, "epochs": self.epochs, "fine_tune_epochs": self.fine_tune_epochs,
+                "fine_tune_layers": self.fine_tune_layers, "batch_size": self.batch_size, "lr": self.lr,
+                "fine_tune_lr": self.fine_tune_lr, "val_fraction": self.val_fraction,
+                "test_fraction": self.test_fraction,
+                "balancing": "oversample" if self.oversample else "class_weights"}
 
 
-def fit(data: Path, out: Path, *, image_size: int = 224, alpha: float = 1.0, weights: str = "imagenet",
-        epochs: int = 10, fine_tune_epochs: int = 10, fine_tune_layers: int = 40, batch_size: int = 32,
-        lr: float = 1e-3, fine_tune_lr: float | None = None, seed: int = 0, val_fraction: float = 0.15,
-        test_fraction: float = 0.15, strict: bool = False, oversample: bool = False, patience: int = 5,
-        dropout: float = 0.2, force: bool = False, report: Report | None = None) -> FitResult:
+def fit(data: Path, out: Path, settings: Settings = Settings(), *, force: bool = False,
+        report: Report | None = None) -> FitResult:
     """Train on the dataset under `data` and write the run folder `out` (see docs/training.md)."""
-    settings = Settings(image_size, alpha, _weights_arg(weights), epochs, fine_tune_epochs, fine_tune_layers,
-                        batch_size, lr, fine_tune_lr if fine_tune_lr is not None else lr / 10, seed,
-                        val_fraction, test_fraction, strict, oversample, patience, dropout)
+    settings = replace(settings, weights=_weights_arg(settings.weights))
     _check_settings(settings)
     out = Path(out).expanduser().absolute()
     _check_out(out, Path(data), force)
     report = report or (lambda message: None)
-    dataset = load(data, strict)
+    dataset = load(data, settings.strict)
     for warning in dataset.warnings:
         report(f"warning: {warning}")
     try:
-        splits = split_by_lesion(dataset.records, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        splits = split_by_lesion(dataset.records, val_fraction=settings.val_fraction,
+                                 test_fraction=settings.test_fraction, seed=settings.seed)
         class_counts(dataset.records, dataset.labels)  # every label is one of the model's
     except DatasetError as e:
         raise TrainError(str(e)) from None
@@ -184,37 +195,19 @@ def _finish(data: Path, dataset, splits: Mapping[str, Sequence[Record]], tmp: Pa
 
 
 def run_info(data: Path, dataset, settings: Settings, outcome, labels: Sequence[str]) -> dict:
+    s = settings.as_dict()
     return {
-        "data": str(data.expanduser().resolve()),
-        "layout": dataset.layout,
-        "image_size": [settings.image_size, settings.image_size],
-        "alpha": settings.alpha,
-        "weights": settings.weights,
-        "seed": settings.seed,
-        "labels": list(labels),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(),
-        "interrupted": outcome.interrupted,
-        "epochs": settings.epochs,
-        "fine_tune_epochs": settings.fine_tune_epochs,
-        "fine_tune_layers": settings.fine_tune_layers,
-        "batch_size": settings.batch_size,
-        "lr": settings.lr,
-        "fine_tune_lr": settings.fine_tune_lr,
-        "val_fraction": settings.val_fraction,
-        "test_fraction": settings.test_fraction,
-        "balancing": "oversample" if settings.oversample else "class_weights",
-        "class_weights": outcome.class_weights,
-        "epochs_run": outcome.epochs,
-        "best_epoch": outcome.best_epoch,
-        "best_val_balanced_accuracy": outcome.best_score,
-        "images": outcome.images,
-        "missing_images": dataset.missing,
-        "unreadable_images": outcome.unreadable,
-        "images_per_second": outcome.images_per_second,
-        "seconds": outcome.seconds,
-        "strategy": outcome.strategy,
-        "replicas": outcome.replicas,
+        "data": str(data.expanduser().resolve()), "layout": dataset.layout,
+        **{k: s[k] for k in ("image_size", "alpha", "weights", "seed")},
+        "labels": list(labels), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(), "interrupted": outcome.interrupted,
+        **{k: s[k] for k in ("epochs", "fine_tune_epochs", "fine_tune_layers", "batch_size", "lr", "fine_tune_lr",
+                             "val_fraction", "test_fraction", "balancing")},
+        "class_weights": outcome.class_weights, "epochs_run": outcome.epochs, "best_epoch": outcome.best_epoch,
+        "best_val_balanced_accuracy": outcome.best_score, "images": outcome.images,
+        "missing_images": dataset.missing, "unreadable_images": outcome.unreadable,
+        "images_per_second": outcome.images_per_second, "seconds": outcome.seconds,
+        "strategy": outcome.strategy, "replicas": outcome.replicas,
     }
 
 
