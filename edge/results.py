@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -88,8 +88,7 @@ class FrameCounts:
     ok: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"captured": self.captured, "processed": self.processed, "dropped": self.dropped,
-                "errors": self.errors, "uncertain": self.uncertain, "ok": self.ok}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ class Percentiles:
         return cls(round(float(p50), 3), round(float(p90), 3), round(float(p99), 3), round(float(a.max()), 3))
 
     def as_dict(self) -> dict[str, float | None]:
-        return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "max": self.max}
+        return asdict(self)
 
 
 @dataclass(frozen=True)

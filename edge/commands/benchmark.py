@@ -69,14 +69,15 @@ def benchmark(
     """
     from edge.bench.targets import parse_variants  # noqa: PLC0415
 
-    chosen = parse_variants(variants, all_variants)
-    for option, path in (("--json", json_file), ("--plot", plot)):
-        check_output(option, path)  # before minutes of measuring, not after
     if source is not None:
         unused = [name for name, value in (("--runs", runs), ("--seconds", seconds), ("--input", input_image),
                                            ("--eval", eval_dir), ("--plot", plot)) if value is not None]
         if unused:
             raise fail(f"{', '.join(unused)} measure model latency and do not apply with --source.")
+    for option, path in (("--json", json_file), ("--plot", plot)):
+        check_output(option, path)  # before minutes of measuring, not after
+    chosen = parse_variants(variants, all_variants)
+    if source is not None:
         pipeline_mode(model, source, chosen, device=device, threads=threads, max_frames=max_frames,
                       labels=labels, realtime=realtime, skip_missing=all_variants, json_file=json_file, wide=wide)
     else:

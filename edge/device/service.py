@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edge.errors import BundleError, EdgeError
+from edge.errors import EdgeError
 from edge.util import atomic
 
 SERVICE = "skin-edge"
@@ -233,12 +233,10 @@ def _user_steps(root: Path, groups: tuple[str, ...]) -> list[Step]:
 
 
 def _bundle_steps(root: Path, model: Path) -> list[Step]:
-    from edge.model.bundle import MODEL_FILE, open_bundle, verify_bundle_files  # noqa: PLC0415
+    from edge.model.bundle import MODEL_FILE, verify_bundle_files  # noqa: PLC0415
 
-    if not model.resolve().is_dir():  # models/current: the folder it points at
-        open_bundle(model.resolve(), verify=False)  # a missing path says so first
-        raise BundleError(f"{model} is a bare model file.", "--model takes a bundle folder (models/<name>/).")
-    bundle = verify_bundle_files(model.resolve())  # every file it lists, not only model.tflite
+    # models/current: the folder it points at; every file it lists is checked, not only model.tflite
+    bundle = verify_bundle_files(model.resolve())
     sha = (bundle.meta.get("files", {}).get(MODEL_FILE) or {}).get("sha256", "")[:12]
     name = bundle.root.name if not sha or bundle.root.name.endswith(f"-{sha}") else f"{bundle.root.name}-{sha}"
     models = _in_root(root, MODELS_DIR)

@@ -164,7 +164,7 @@ def verify_bundle_files(root: str | Path) -> Bundle:
     (the Edge TPU and float builds too, not only the file that runs); BundleError otherwise."""
     bundle = open_bundle(root, verify=False)
     if bundle.root is None:
-        raise BundleError(f"{root} is a bare model file.", "Pass a bundle folder (models/<name>/).")
+        raise BundleError(f"{root} is a bare model file.", "--model takes a bundle folder (models/<name>/).")
     verify_checksums(bundle)
     return bundle
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge.backends.runtime import Runtime, get_runtime
 from edge.errors import ModelError
@@ -42,12 +42,7 @@ class ModelInfo:
     loads: bool | None = None  # whether the CPU runtime builds it (None: not tried, see verdict)
     load_error: str | None = None
     classifier: bool | None = None  # an image classifier `edge classify` / `edge run` can use
-
-    @property
-    def labels_fit(self) -> bool:
-        """False when the labels given (or the bundle's) do not match the classifier's outputs."""
-        return not (self.classifier and self.labels is not None and self.outputs
-                    and self.outputs[0]["shape"][-1] != len(self.labels))
+    labels_fit: bool = True  # False: the labels given (or the bundle's) do not match the classifier's outputs
 
     @property
     def checksums_ok(self) -> bool | None:
@@ -65,28 +60,37 @@ class ModelInfo:
         }
 
 
+class _Verdict(NamedTuple):
+    text: str  # the one line
+    loads: bool | None = None
+    error: str | None = None
+    classifier: bool | None = None
+    labels_fit: bool = True
+
+
 def _what_this_device_can_do(path: Path, graph: TFLiteFile, runtime: Runtime,
-                             labels: tuple[str, ...] | None) -> tuple[bool | None, str | None, bool | None, str]:
-    """(loads on the CPU, why not, is an image classifier, the one-line verdict)."""
+                             labels: tuple[str, ...] | None) -> _Verdict:
     other = [op for op in graph.custom_ops if op != EDGETPU_CUSTOM_OP]
     rt = f"{runtime.name} {runtime.version}"
     if other:
         error = f"uses custom ops that {runtime.name} lacks: {', '.join(other)}"
-        return False, error, None, f"this device cannot run it: it {error}."
+        return _Verdict(f"this device cannot run it: it {error}.", loads=False, error=error)
     if graph.has_edgetpu_op:
-        return None, None, None, "compiled for the Edge TPU: runs only with --device edgetpu (a Coral)."
+        return _Verdict("compiled for the Edge TPU: runs only with --device edgetpu (a Coral).")
     try:
         interpreter = make_interpreter(runtime, path, 1, None)
     except ModelError as e:
-        return False, e.message, None, f"this device cannot run it: {e.message}"
+        return _Verdict(f"this device cannot run it: {e.message}", loads=False, error=e.message)
     try:
         spec = ModelSpec.from_interpreter(interpreter, path.name)
     except ModelError as e:
-        return True, None, False, f"loads on this CPU ({rt}), but edge classify/run cannot use it: {e.message}"
+        return _Verdict(f"loads on this CPU ({rt}), but edge classify/run cannot use it: {e.message}",
+                        loads=True, classifier=False)
     if labels is not None and len(labels) != spec.num_classes:
-        return True, None, True, (f"loads on this CPU ({rt}), but {len(labels)} labels do not fit "
-                                  f"{path.name}, which outputs {spec.num_classes} classes.")
-    return True, None, True, f"runs on this CPU ({rt}): an image classifier of {spec.width}x{spec.height} pixels."
+        return _Verdict(f"loads on this CPU ({rt}), but {len(labels)} labels do not fit {path.name}, which "
+                        f"outputs {spec.num_classes} classes.", loads=True, classifier=True, labels_fit=False)
+    return _Verdict(f"runs on this CPU ({rt}): an image classifier of {spec.width}x{spec.height} pixels.",
+                    loads=True, classifier=True)
 
 
 def inspect_model(path: str | Path, *, labels: str | Path | None = None) -> ModelInfo:
@@ -97,14 +101,14 @@ def inspect_model(path: str | Path, *, labels: str | Path | None = None) -> Mode
     bundle = open_bundle(path, labels=labels, verify=False)
     graph = read_tflite(bundle.model_path)
     runtime = get_runtime()
-    loads, error, classifier, verdict = _what_this_device_can_do(bundle.model_path, graph, runtime, bundle.labels)
+    verdict = _what_this_device_can_do(bundle.model_path, graph, runtime, bundle.labels)
     return ModelInfo(
         path=bundle.model_path, size_bytes=graph.size_bytes, runtime=f"{runtime.name} {runtime.version}",
         inputs=[_tensor_dict(graph.tensors[i]) for i in graph.inputs],
         outputs=[_tensor_dict(graph.tensors[i]) for i in graph.outputs],
         op_counts=graph.op_counts, custom_ops=graph.custom_ops, edgetpu=graph.has_edgetpu_op,
         mac_count=graph.mac_count(), labels=bundle.labels,
-        bundle=str(bundle.root) if bundle.root else None, verdict=verdict,
-        checksums=checksum_report(bundle) if bundle.root else [], loads=loads, load_error=error,
-        classifier=classifier,
+        bundle=str(bundle.root) if bundle.root else None, verdict=verdict.text,
+        checksums=checksum_report(bundle) if bundle.root else [], loads=verdict.loads, load_error=verdict.error,
+        classifier=verdict.classifier, labels_fit=verdict.labels_fit,
     )

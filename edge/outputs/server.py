@@ -149,22 +149,23 @@ class LiveServer:
         age = None if self._result is None else round(time.time() - self._result.timestamp, 3)
         server = {"uptime_s": round(time.monotonic() - self._started, 3), "results_published": self._seq,
                   "stream_clients": clients, "last_result_age_s": age, **self.counts}
-        try:
-            run = self._stats_fn().as_dict() if self._stats_fn is not None else {}
-        except Exception as e:  # noqa: BLE001 - the pipeline's callable must not break the server
-            log.warning("stats callable failed: %s", e)
-            run = {"stats_error": str(e)}
-        return {**run, "server": server, "disclaimer": DISCLAIMER}  # it counts labels
+        run, error = self._read_run_stats()
+        fields = {"stats_error": error} if error is not None else run.as_dict() if run is not None else {}
+        return {**fields, "server": server, "disclaimer": DISCLAIMER}  # it counts labels
 
     def _run_stats(self) -> RunStats | None:
         """The run's snapshot for /metrics; None when there is none (or it could not be had)."""
+        return self._read_run_stats()[0]
+
+    def _read_run_stats(self) -> tuple[RunStats | None, str | None]:
+        """(the run's snapshot, why it could not be had); the pipeline's callable must not break the server."""
         if self._stats_fn is None:
-            return None
+            return None, None
         try:
-            return self._stats_fn()
-        except Exception as e:  # noqa: BLE001 - the pipeline's callable must not break the server
+            return self._stats_fn(), None
+        except Exception as e:  # noqa: BLE001 - reported in /api/stats and the log, never raised
             log.warning("stats callable failed: %s", e)
-            return None
+            return None, str(e)
 
     def wait_new(self, seen: int, timeout: float) -> int:
         """Block until a result newer than ``seen`` (or close, or timeout); the current seq."""

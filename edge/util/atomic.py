@@ -29,18 +29,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644, gid: int | None = None,
-                fsync: bool = True) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def _replacing(path: Path, mode: int, gid: int | None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds it replaces ``path``."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+        yield tmp
         os.chmod(tmp, mode)
         if gid is not None:
             os.chown(tmp, 0, gid)
@@ -48,6 +42,18 @@ def write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644, gid: int | 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644, gid: int | None = None,
+                fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _replacing(path, mode, gid) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     if fsync:
         _fsync_dir(path.parent)
     return path
@@ -62,14 +68,8 @@ def write_text(path: str | Path, text: str, *, mode: int = 0o644, gid: int | Non
 def copy_file(src: str | Path, dest: str | Path, *, mode: int = 0o644) -> Path:
     """Copy ``src`` to ``dest`` atomically (a reader never sees a partial copy)."""
     dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    with _replacing(dest, mode, None) as tmp:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 
