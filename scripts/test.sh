@@ -2,6 +2,7 @@
 # Set up .venv with everything the tests need, then run the whole test suite.
 # Debian packages: chromium + chromium-driver (the live page is tested in a real browser) and
 # systemd (systemd-analyze verifies the unit files). Installed when missing and we are root.
+# The emulated aarch64 check (tests/test_aarch64.py) installs what it needs itself: scripts/aarch64.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -123,3 +123,35 @@ def test_verify_never_imports_tensorflow(quantized):
             "assert not bad, bad; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_verify_recomputes_the_preprocessing_pixels(quantized):
+    """train quantize stores the test cards' pixel hash; verify recomputes it on this device."""
+    from edge.ops.preprocess import pixel_probe
+
+    meta = json.loads((quantized["bundle"] / "model.json").read_text())
+    h, w = meta["input"]["height"], meta["input"]["width"]
+    assert meta["golden"]["pixels_sha256"] == pixel_probe(h, w)
+    assert pixel_probe(h, w) != pixel_probe(h + 2, w)  # the probe depends on the input size
+
+
+def test_other_resize_rounding_fails_verify(bundle, monkeypatch):
+    """What OpenCV's SIMD INTER_LINEAR does on ARM (other rounding) must fail verify by name."""
+    import cv2
+
+    from edge.model.verify import verify_bundle
+    from edge.ops import preprocess
+
+    monkeypatch.setattr(preprocess, "BILINEAR", cv2.INTER_LINEAR)  # not bit-exact across architectures
+    report = verify_bundle(bundle, device="cpu", threads=1)
+    assert not report.passed
+    assert any("preprocessing on this device gives other pixels than on the workstation" in p
+               for p in report.problems)
+
+
+def test_bundle_without_pixel_hash_still_verifies_with_a_note(bundle):
+    meta = json.loads((bundle / "model.json").read_text())
+    del meta["golden"]["pixels_sha256"]
+    (bundle / "model.json").write_text(json.dumps(meta))
+    result = verify_cli("--model", bundle, "--device", "cpu", "--threads", "1")
+    assert result.exit_code == 0 and "predates the pixel check" in result.stderr

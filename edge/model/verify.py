@@ -126,8 +126,26 @@ def verify_bundle(path: str | Path, *, device: str = "auto", threads: int | None
     samples, problems = _run_golden(model, inputs, expected, list(golden.get("image_ids") or []), tolerance)
     if any(not s.ok for s in samples):
         problems[-1] += f"; reference runtime {golden.get('reference_runtime', '?')}, here {runtime}"
+    pixel_problem, pixel_note = _check_pixels(golden, model.spec.height, model.spec.width)
+    problems += [pixel_problem] if pixel_problem else []
     return VerifyReport(bundle.root, model.path.name, model.device, runtime, model.threads, tolerance, checksums,
-                        samples, tuple(problems), notes=model.notes, labels=bundle.labels)
+                        samples, tuple(problems), notes=(*model.notes, *([pixel_note] if pixel_note else [])),
+                        labels=bundle.labels)
+
+
+def _check_pixels(golden: dict[str, Any], height: int, width: int) -> tuple[str | None, str | None]:
+    """(problem, note): does this device's preprocessing give the workstation's pixels, bit for bit?"""
+    from edge.ops.preprocess import pixel_probe  # noqa: PLC0415
+
+    expected = golden.get("pixels_sha256")
+    if not isinstance(expected, str):
+        return None, "this bundle predates the pixel check: preprocessing was not compared (re-quantize to add it)"
+    actual = pixel_probe(height, width)
+    if actual != expected:
+        return (f"preprocessing on this device gives other pixels than on the workstation (test cards "
+                f"{actual[:12]}…, expected {expected[:12]}…): OpenCV here resizes differently; install the "
+                "OpenCV the bundle was made with"), None
+    return None, None
 
 
 def _run_golden(model: Any, inputs: np.ndarray, expected: np.ndarray, ids: list[str],

@@ -38,8 +38,16 @@ def center_crop(rgb: np.ndarray, aspect: float) -> np.ndarray:
     return rgb[y0 : y0 + new_h, :]
 
 
+# Bit-exact on every architecture: OpenCV's INTER_AREA (integer and fractional factors) and
+# INTER_LINEAR_EXACT give the same bytes on x86-64 and aarch64, while INTER_LINEAR's SIMD paths
+# round differently (13% of pixels off by one on a 240->224 step, shown under emulated aarch64:
+# scripts/aarch64-check.sh). Training, calibration and the device must see the same pixels.
+SHRINK = cv2.INTER_AREA
+BILINEAR = cv2.INTER_LINEAR_EXACT
+
+
 def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Shrink by area averaging (no aliasing), enlarge bilinearly.
+    """Shrink by area averaging (no aliasing), enlarge bilinearly; the same bytes on x86 and ARM.
 
     Shrinking runs as an integer-factor area reduction (OpenCV's fast path: a 640x480 frame to
     224x224 in ~0.1 ms instead of ~0.7 ms) followed by a bilinear step for the remaining factor,
@@ -52,10 +60,28 @@ def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     if k >= 2:
         cw, ch = w // k * k, h // k * k
         x0, y0 = (w - cw) // 2, (h - ch) // 2
-        rgb = cv2.resize(rgb[y0 : y0 + ch, x0 : x0 + cw], (cw // k, ch // k), interpolation=cv2.INTER_AREA)
+        rgb = cv2.resize(rgb[y0 : y0 + ch, x0 : x0 + cw], (cw // k, ch // k), interpolation=SHRINK)
         if rgb.shape[:2] == (height, width):
             return rgb
-    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(rgb, (width, height), interpolation=BILINEAR)
+
+
+def pixel_probe(height: int, width: int) -> str:
+    """SHA-256 of what :func:`fit_to_input` makes of a fixed set of test cards, for a model input size.
+
+    The cards are built with integer numpy only (the same bytes everywhere) and cover the three
+    paths: a 640x480 camera frame (area + bilinear), a portrait photo with an odd factor and an
+    image smaller than the input (enlarged). ``train quantize`` stores the value in model.json and
+    ``edge verify`` recomputes it on the device: equal means this device sees the training pixels.
+    """
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha256()
+    for h, w, seed in ((480, 640, 1), (1001, 757, 2), (max(2, height // 2 + 3), max(2, width // 2 + 5), 3)):
+        y, x = np.mgrid[0:h, 0:w].astype(np.uint32)
+        card = np.stack([(x * 7 + y * 3 + seed) % 256, (x * y + 31 * seed) % 251, ((x ^ y) * 13) % 256], axis=-1)
+        digest.update(fit_to_input(card.astype(np.uint8), height, width).tobytes())
+    return digest.hexdigest()
 
 
 def fit_to_input(rgb: np.ndarray, height: int, width: int) -> np.ndarray:

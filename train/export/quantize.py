@@ -26,7 +26,7 @@ from edge.model.bundle import MODEL_FILE, sha256_file, write_bundle
 from edge.model.tflite_file import read_tflite
 from edge.model.verify import EDGETPU_TOLERANCE_STEPS
 from edge.ops.image import load_image
-from edge.ops.preprocess import fit_to_input
+from edge.ops.preprocess import fit_to_input, pixel_probe
 from train.data.calibration import (
     DEFAULT_DIR,
     DEFAULT_SIZE,
@@ -367,7 +367,10 @@ def _write_golden(tmp: Path, inputs: np.ndarray, outputs: np.ndarray, ids: list[
                            f"(scale {q.scale}, zero point {q.zero_point})",
             "tolerance": {"cpu": "exact", "edgetpu": {"max_abs_diff_steps": EDGETPU_TOLERANCE_STEPS,
                                                       "top1": "same"}},
-            "reference_runtime": f"{qm.runtime.name} {qm.runtime.version}"}
+            "reference_runtime": f"{qm.runtime.name} {qm.runtime.version}",
+            "pixels_sha256": pixel_probe(qm.spec.height, qm.spec.width),
+            "pixels_are": "sha256 of edge.ops.preprocess.pixel_probe: fixed test cards through fit_to_input, "
+                          "recomputed by `edge verify` on the device (the same pixels on every architecture)"}
 
 
 def _gate(metrics: dict, max_drop: float, min_agreement: float, allow: bool) -> Gate:
