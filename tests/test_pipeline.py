@@ -379,3 +379,58 @@ def test_notify_abstract_socket_and_no_op_without_systemd():
     off = Notifier({})
     assert not off.enabled and not off.ready() and off.watchdog_interval is None
     assert Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_interval is None
+
+
+def test_a_bounded_reconnect_keeps_the_watchdog_fed(model, notify_socket):
+    """WatchdogSec must not kill the daemon while it reopens a lost camera (bounded backoff)."""
+    sock, path = notify_socket
+
+    class Vanishing(_Forever):
+        reads = 0
+
+        def open(self) -> None:
+            if self.reads:
+                raise SourceError("camera 0: cannot open the camera.")
+
+        def read(self):
+            self.reads += 1
+            return colour_image("red", seed=0) if self.reads <= 3 else None
+
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})  # a ping every 0.05 s
+    notify = NotifySink(notifier, status_interval=100)
+    p = Pipeline(model, Vanishing(), [notify], PipelineOptions(reconnect=Reconnect(delay=0.3, max_delay=0.3,
+                                                                                    attempts=2)))
+    p.on_idle = notify.idle
+    with pytest.raises(SourceError, match="gave up after 2 reconnect attempts"):
+        p.run()
+    pings = [m for m in drain(sock) if "WATCHDOG=1" in m]
+    assert len(pings) >= 5  # ~0.6 s of reconnecting, fed at every 0.1 s poll; the 3 frames alone give <= 3
+
+
+def test_no_ping_while_an_open_hangs_past_its_timeout():
+    """The watchdog goes unfed when one reopen attempt takes longer than Reconnect.open_timeout."""
+    from edge.sources.capture import Capture
+
+    class Hangs(_Forever):
+        reads = 0
+
+        def open(self) -> None:
+            if self.reads:
+                time.sleep(1.0)  # stuck in the driver
+                raise SourceError("camera 0: cannot open the camera.")
+
+        def read(self):
+            self.reads += 1
+            return colour_image("red", seed=0) if self.reads <= 1 else None
+
+    cap = Capture(Hangs(), reconnect=Reconnect(delay=0.05, max_delay=0.05, attempts=1, open_timeout=0.2))
+    cap.start()
+    seen = []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        cap.take(0.02)
+        seen.append(cap.reconnecting)
+        time.sleep(0.02)
+    cap.stop()
+    cap.join(2)
+    assert any(seen) and not seen[-1]  # fed while the attempt was young, not once it hung past 0.2 s

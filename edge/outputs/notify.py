@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -124,6 +124,19 @@ class NotifySink:
             self._last_status = now
         if fields and self.notifier.send(*fields):
             self.ready = True
+
+    def idle(self, capture: Any) -> None:
+        """No frame came: ping the watchdog while ``capture`` is reconnecting within its bounds.
+
+        A camera that is being reopened (backoff, bounded attempts) is not a hung process; an
+        ``open()`` stuck past its timeout, or a source that simply stops, gets no ping.
+        """
+        interval = self.notifier.watchdog_interval
+        if interval is None or not getattr(capture, "reconnecting", False):
+            return
+        now = time.monotonic()
+        if now - self._last_watchdog >= interval and self.notifier.watchdog():
+            self._last_watchdog = now
 
     def _status(self, result: FrameResult) -> str:
         if self.describe is not None:

@@ -158,7 +158,8 @@ TABLES: dict[str, tuple[type, dict[str, Check]]] = {
     "quality": (QualityThresholds, {"min_sharpness": _float(0.0), "min_brightness": _float(0.0, 255.0),
                                     "max_brightness": _float(0.0, 255.0)}),
     "reconnect": (Reconnect, {"delay": _float(0.0, 3600.0, low_open=True),
-                              "max_delay": _float(0.0, 3600.0, low_open=True), "attempts": _int(0)}),
+                              "max_delay": _float(0.0, 3600.0, low_open=True), "attempts": _int(0),
+                              "open_timeout": _float(0.0, 3600.0, low_open=True)}),
 }
 
 

@@ -113,6 +113,7 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
     pipeline.stats.info = replace(pipeline.stats.info, runtime=f"{model.runtime.name} {model.runtime.version}",
                                   threads=model.threads)
     notify = NotifySink(systemd, describe=lambda: _status(pipeline))
+    pipeline.on_idle = notify.idle  # a bounded reconnect keeps the watchdog fed
     sinks: list[Sink] = []
     server = None
     try:

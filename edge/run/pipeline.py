@@ -98,8 +98,10 @@ class Pipeline:
 
     def __init__(self, model: Any, source: Source, sinks: Sequence[Sink] = (),
                  options: PipelineOptions = PipelineOptions(), *,
-                 on_notice: Callable[[str], None] | None = None) -> None:
+                 on_notice: Callable[[str], None] | None = None,
+                 on_idle: Callable[[Capture], None] | None = None) -> None:
         self.model, self.source, self.options, self.on_notice = model, source, options, on_notice
+        self.on_idle = on_idle  # called when no frame came in a poll (e.g. to feed the watchdog on reconnect)
         self.sinks: list[Sink] = list(sinks)
         self.smoother = Smoother(options.smoothing, options.reset_after)
         self.stats = PipelineStats()
@@ -205,6 +207,8 @@ class Pipeline:
                     if capture.finished:
                         reason = "source failed" if capture.error else "end of source"
                         break
+                    if self.on_idle is not None:
+                        self.on_idle(capture)
                     continue
                 result = self.process(frame)
                 self.stats.record(result, time.perf_counter())

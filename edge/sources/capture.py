@@ -43,11 +43,18 @@ class Frame:
 
 @dataclass(frozen=True)
 class Reconnect:
-    """Backoff for a lost camera or stream: delay, doubling up to max_delay, give up after attempts."""
+    """Backoff for a lost camera or stream: delay, doubling up to max_delay, give up after attempts.
+
+    While a reconnect is in progress the daemon keeps systemd's watchdog fed (the source is being
+    retried, the process is not hung), but only until ``open_timeout`` after the current attempt
+    began: an ``open()`` that hangs in the driver stops the pings and the watchdog restarts the
+    service, as it should.
+    """
 
     delay: float = 0.5
     max_delay: float = 10.0
     attempts: int = 10  # failed reopen attempts in a row before giving up; 0 = never give up
+    open_timeout: float = 15.0  # seconds one reopen attempt may take (streams time out after 5)
 
 
 class Mailbox:
@@ -114,6 +121,7 @@ class Capture:
         self.errors = 0  # frames that could not be read or decoded
         self.reconnects = 0  # successful reopenings
         self._failures = 0  # failed reopen attempts since the last good frame
+        self._alive_until: float | None = None  # while reconnecting: monotonic time the current wait/attempt must end
         self._stop = threading.Event()
         self._mailbox = Mailbox()
         self._thread: threading.Thread | None = None
@@ -191,6 +199,13 @@ class Capture:
                 self.dropped += 1
             index += 1
 
+    @property
+    def reconnecting(self) -> bool:
+        """True while a bounded reconnect is making progress (waiting its backoff, or opening within
+        ``Reconnect.open_timeout``): the process is alive although no frame arrives."""
+        until = self._alive_until
+        return until is not None and time.monotonic() < until
+
     def _notice(self, message: str) -> None:
         log.warning(message)
         if self.on_notice is not None:
@@ -210,13 +225,16 @@ class Capture:
             limit = f"/{policy.attempts}" if policy.attempts else ""
             self._notice(f"{self.source.name}: {reason}; reconnecting in {delay:.1f} s "
                          f"(attempt {self._failures}{limit})")
-            if self._stop.wait(delay):
-                return False
+            self._alive_until = time.monotonic() + delay + policy.open_timeout
             try:
+                if self._stop.wait(delay):
+                    return False
                 self.source.open()
             except SourceError as e:
                 reason = e.message
                 continue
+            finally:
+                self._alive_until = None
             self.reconnects += 1
             self._notice(f"{self.source.name}: reconnected")
             return True
