@@ -393,3 +393,13 @@ def test_lossless_mailbox_waits_for_the_consumer():
     assert box.take(0.1).index == 0
     t.join(1)
     assert box.take(0.1).index == 1
+
+
+def test_sources_open_with_an_opencv_4_that_lacks_cv2_utils_logging(tmp_path, monkeypatch):
+    """The numpy<2 install of the deploy guide gets OpenCV 4.x, whose cv2.utils has no logging."""
+    import cv2
+
+    monkeypatch.delattr(cv2.utils, "logging")
+    video = write_video(tmp_path / "v.mp4", [RED, BLUE])
+    with VideoFileSource(video) as src:
+        assert src.read() is not None

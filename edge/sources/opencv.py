@@ -20,6 +20,16 @@ STREAM_TIMEOUT_MS = 5000  # open and read timeout for network streams
 FFMPEG_LOGLEVEL, FFMPEG_FATAL = "OPENCV_FFMPEG_LOGLEVEL", "8"
 
 
+def _quiet(cv2: Any) -> None:
+    """OpenCV's own warnings off (errors stay). OpenCV 5 has ``cv2.utils.logging``; the 4.x wheels a
+    numpy<2 install picks (the deploy guide's, for picamera2) have only ``cv2.setLogLevel``."""
+    logging_module = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_module is not None:
+        logging_module.setLogLevel(logging_module.LOG_LEVEL_ERROR)
+    elif callable(getattr(cv2, "setLogLevel", None)):
+        cv2.setLogLevel(2)  # LOG_LEVEL_ERROR
+
+
 def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
     import cv2  # noqa: PLC0415
 
@@ -51,7 +61,7 @@ class _OpenCVSource(BaseSource):
         import cv2  # noqa: PLC0415
 
         self.close()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our message says it better
+        _quiet(cv2)  # our message says it better
         os.environ.setdefault(FFMPEG_LOGLEVEL, FFMPEG_FATAL)  # read when OpenCV first starts FFmpeg
         try:
             cap = self._capture()
