@@ -155,3 +155,23 @@ def test_bundle_without_pixel_hash_still_verifies_with_a_note(bundle):
     (bundle / "model.json").write_text(json.dumps(meta))
     result = verify_cli("--model", bundle, "--device", "cpu", "--threads", "1")
     assert result.exit_code == 0 and "predates the pixel check" in result.stderr
+
+
+@pytest.mark.parametrize("steps,passes", [(3, True), (5, False)])
+def test_another_runtime_gets_the_stated_tolerance(bundle, steps, passes):
+    """Outputs from another runtime's int8 kernels: up to 4 steps and the same top-1, with a note."""
+    from edge.model.verify import OTHER_RUNTIME_TOLERANCE_STEPS
+
+    def drift(outputs):
+        i = outputs[0].argmin()  # a low score: top-1 stays
+        outputs[0, i] = outputs[0, i] + steps
+        return outputs
+
+    rewrite_golden_outputs(bundle, drift)
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["golden"]["reference_runtime"] = "tflite-runtime 2.14.0"
+    (bundle / "model.json").write_text(json.dumps(meta))
+    result = verify_cli("--model", bundle, "--device", "cpu", "--threads", "1")
+    assert (result.exit_code == 0) is passes, result.output
+    assert OTHER_RUNTIME_TOLERANCE_STEPS == 4 and "the golden outputs come from tflite-runtime 2.14.0" in result.stderr
+    assert f"max |diff| <= {OTHER_RUNTIME_TOLERANCE_STEPS} steps, same top-1" in result.stdout

@@ -24,7 +24,7 @@ import numpy as np
 from edge.errors import ImageError, first_line
 from edge.model.bundle import MODEL_FILE, sha256_file, write_bundle
 from edge.model.tflite_file import read_tflite
-from edge.model.verify import EDGETPU_TOLERANCE_STEPS
+from edge.model.verify import EDGETPU_TOLERANCE_STEPS, OTHER_RUNTIME_TOLERANCE_STEPS
 from edge.ops.image import load_image
 from edge.ops.preprocess import fit_to_input, pixel_probe
 from train.data.calibration import (
@@ -365,7 +365,9 @@ def _write_golden(tmp: Path, inputs: np.ndarray, outputs: np.ndarray, ids: list[
             "image_ids": ids, "inputs_are": "preprocessed RGB uint8 pixels (fit_to_input), fed via Model.prepare",
             "outputs_are": f"raw {qm.spec.output.dtype} outputs of {MODEL_FILE} on the CPU "
                            f"(scale {q.scale}, zero point {q.zero_point})",
-            "tolerance": {"cpu": "exact", "edgetpu": {"max_abs_diff_steps": EDGETPU_TOLERANCE_STEPS,
+            "tolerance": {"cpu": "exact", "cpu_other_runtime": {"max_abs_diff_steps": OTHER_RUNTIME_TOLERANCE_STEPS,
+                                                                "top1": "same"},
+                          "edgetpu": {"max_abs_diff_steps": EDGETPU_TOLERANCE_STEPS,
                                                       "top1": "same"}},
             "reference_runtime": f"{qm.runtime.name} {qm.runtime.version}",
             "pixels_sha256": pixel_probe(qm.spec.height, qm.spec.width),
