@@ -15,7 +15,7 @@ import pytest
 from conftest import colour_image
 from helpers import MJPEGCamera, write_video
 
-from edge.errors import ImageError, SourceError
+from edge.errors import ConfigError, ImageError, SourceError
 from edge.sources import picam
 from edge.sources.capture import Capture, Mailbox, Reconnect
 from edge.sources.factory import make_source, open_source
@@ -176,7 +176,8 @@ def test_stream_that_cannot_be_opened_is_an_error_at_start(http_video):
 
 
 class StandInPicamera2:
-    """The part of picamera2.Picamera2 the adapter uses; frames in picamera2's "RGB888" (B, G, R) order."""
+    """The part of picamera2.Picamera2 the adapter uses: two streams from one request, "RGB888"
+    main in B, G, R byte order and "YUV420" lores (planar I420), and libcamera's metadata."""
 
     instances: list["StandInPicamera2"] = []
 
@@ -184,15 +185,18 @@ class StandInPicamera2:
         self.camera_num = camera_num
         self.calls: list[str] = []
         self.config: dict | None = None
+        self.released = 0
         StandInPicamera2.instances.append(self)
 
     @staticmethod
     def global_camera_info() -> list[dict]:
         return [{"Model": "imx708", "Num": 0}]
 
-    def create_video_configuration(self, main: dict, **kw) -> dict:
+    def create_video_configuration(self, main: dict, lores: dict | None = None, controls: dict | None = None,
+                                   **kw) -> dict:
         self.calls.append("create_video_configuration")
-        return {"main": dict(main), "controls": {"FrameDurationLimits": (33333, 33333)}}
+        return {"main": dict(main), "lores": dict(lores or {}), "controls": {"FrameDurationLimits": (33333, 33333),
+                                                                             **(controls or {})}}
 
     def configure(self, config: dict) -> None:
         self.calls.append("configure")
@@ -201,12 +205,25 @@ class StandInPicamera2:
     def start(self) -> None:
         self.calls.append("start")
 
-    def capture_array(self, name: str = "main") -> np.ndarray:
-        w, h = self.config["main"]["size"]
-        bgr = np.zeros((h, w, 3), np.uint8)
-        bgr[..., 2] = 200  # red, in B, G, R byte order
-        bgr[..., 0] = 10
-        return bgr
+    def capture_request(self):
+        camera = self
+
+        class Request:
+            def make_array(self, name: str) -> np.ndarray:
+                w, h = camera.config[name]["size"]
+                rgb = np.zeros((h, w, 3), np.uint8)
+                rgb[..., 0], rgb[..., 2] = 200, 10  # red
+                if name == "main":
+                    return np.ascontiguousarray(rgb[..., ::-1])  # B, G, R byte order
+                return cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+
+            def get_metadata(self) -> dict:
+                return {"FocusFoM": 1234, "LensPosition": camera.config["controls"].get("LensPosition")}
+
+            def release(self) -> None:
+                camera.released += 1
+
+        return Request()
 
     def stop(self) -> None:
         self.calls.append("stop")
@@ -222,17 +239,66 @@ def stand_in(monkeypatch):
     return StandInPicamera2
 
 
-def test_picamera2_delivers_rgb_at_the_model_size(stand_in):
+def test_picamera2_main_for_display_lores_for_the_model(stand_in):
+    """main (640x480 RGB) for the page; lores (YUV420, twice the model size) for the shared preprocessing."""
+    from edge.sources.base import Views
+
     src = make_source(camera="auto", model_size=(48, 40))
     assert isinstance(src, picam.PiCameraSource)
     with src:
-        frame = src.read()
+        views = src.read()
         cam = stand_in.instances[-1]
-        assert cam.config["main"] == {"size": (48, 40), "format": "RGB888"}
-        assert src.rate == pytest.approx(30.0, rel=1e-3)
-    assert frame.shape == (40, 48, 3) and frame.flags.c_contiguous
-    assert frame[0, 0].tolist() == [200, 0, 10]  # R, G, B
+        assert cam.config["main"] == {"size": (640, 480), "format": "RGB888"}
+        assert cam.config["lores"] == {"size": (96, 80), "format": "YUV420"}
+        assert src.rate == pytest.approx(30.0, rel=1e-3) and src.focus == 1234 and cam.released == 1
+    assert isinstance(views, Views)
+    assert views.display.shape == (480, 640, 3) and views.display.flags.c_contiguous
+    assert views.display[0, 0].tolist() == [200, 0, 10]  # R, G, B
+    assert views.analysis.shape == (80, 96, 3) and abs(int(views.analysis[0, 0, 0]) - 200) <= 2
     assert cam.calls == ["create_video_configuration", "configure", "start", "stop", "close"]
+
+
+def test_picamera2_controls_from_config_and_command_line(stand_in, tmp_path):
+    """Close-up work: manual focus, locked exposure and white balance, by picamera2's names."""
+    from edge.run.config import load_config, with_camera_controls
+    from edge.sources.picam import CameraControls
+
+    cfg_file = tmp_path / "edge.toml"
+    cfg_file.write_text('[picamera2]\nAfMode = "continuous"\nAwbEnable = false\nExposureTime = 8000\n')
+    cfg = with_camera_controls(load_config(cfg_file), LensPosition=12.5, AeEnable=False)
+    assert cfg.picamera2 == CameraControls(AfMode="continuous", LensPosition=12.5, AeEnable=False,
+                                           AwbEnable=False, ExposureTime=8000)
+    with make_source(camera="picamera2", model_size=(48, 40), controls=cfg.picamera2) as src:
+        src.read()
+    controls = stand_in.instances[-1].config["controls"]
+    assert controls["AfMode"] == 2 and controls["LensPosition"] == 12.5
+    assert controls["AeEnable"] is False and controls["AwbEnable"] is False and controls["ExposureTime"] == 8000
+    assert CameraControls(LensPosition=4.0).as_controls() == {"AfMode": 0, "LensPosition": 4.0}  # focus: manual
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[picamera2]\nAfMode = "sometimes"\n')
+    with pytest.raises(ConfigError, match="picamera2.AfMode: 'sometimes' is not one of manual, auto, continuous"):
+        load_config(bad)
+
+
+def test_the_model_sees_lores_through_the_shared_preprocessing_and_the_page_sees_main(stand_in, model):
+    """Views: quality and the model get the analysis image, the sinks the display image."""
+    from edge.run.pipeline import Pipeline, PipelineOptions
+
+    got = []
+
+    class Keep:
+        def publish(self, result, frame):
+            got.append((result, frame))
+
+        def close(self):
+            pass
+
+    src = make_source(camera="picamera2", model_size=(model.spec.width, model.spec.height))
+    src.prefer_size((model.spec.width, model.spec.height))
+    Pipeline(model, src, [Keep()], PipelineOptions(max_frames=2, realtime=False)).run()
+    result, frame = got[0]
+    assert frame.shape == (480, 640, 3) and result.status != "error", result.reasons
+    assert result.raw_top[0].label == "red"  # the model ran on the lores image (the frame alone)
 
 
 def test_picamera2_missing_says_how_to_install(monkeypatch):
@@ -403,3 +469,10 @@ def test_sources_open_with_an_opencv_4_that_lacks_cv2_utils_logging(tmp_path, mo
     video = write_video(tmp_path / "v.mp4", [RED, BLUE])
     with VideoFileSource(video) as src:
         assert src.read() is not None
+
+
+@pytest.fixture(scope="module")
+def model(bundle_dir):
+    from edge.model.load import load_model
+
+    return load_model(bundle_dir, device="cpu", threads=1)

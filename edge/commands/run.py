@@ -78,13 +78,24 @@ def run(
              "\\[default], or process every frame as fast as possible.")] = None,
     quiet: Annotated[bool | None, typer.Option("--quiet", "-q", show_default=False,
                                                help="No live line on the terminal.")] = None,
+    lens_position: Annotated[float | None, typer.Option(
+        "--lens-position", show_default=False, rich_help_panel="Camera (picamera2)",
+        help="Manual focus in dioptres (1 / metres: 10 = 10 cm); picamera2's LensPosition.")] = None,
+    af_mode: Annotated[str | None, typer.Option(
+        "--af-mode", show_default=False, rich_help_panel="Camera (picamera2)",
+        help="Autofocus: manual, auto or continuous; picamera2's AfMode.")] = None,
+    lock_exposure: Annotated[bool, typer.Option(
+        "--lock-exposure", rich_help_panel="Camera (picamera2)",
+        help="Exposure locked (AeEnable off; with ExposureTime/AnalogueGain from the config).")] = False,
+    lock_awb: Annotated[bool, typer.Option(
+        "--lock-awb", rich_help_panel="Camera (picamera2)", help="White balance locked (AwbEnable off).")] = False,
 ) -> None:
     """Classify frames continuously: the live line, JSON lines, a live web page, systemd notify.
 
     Every label is for research and education, not a medical diagnosis. SIGTERM or Ctrl-C stops
     cleanly (exit 0); a camera or stream that stays lost exits 1 after the reconnect attempts.
     """
-    from edge.run.config import load_config, with_overrides  # noqa: PLC0415
+    from edge.run.config import load_config, with_camera_controls, with_overrides  # noqa: PLC0415
     from edge.run.daemon import run_daemon  # noqa: PLC0415
 
     cfg = with_overrides(
@@ -92,4 +103,6 @@ def run(
         device=device, threads=threads, labels=str(labels) if labels else None, top_k=top_k,
         smoothing=smoothing, threshold=threshold, max_frames=max_frames, duration=duration,
         jsonl=str(jsonl) if jsonl else None, http=http, token=token, realtime=realtime, quiet=quiet)
+    cfg = with_camera_controls(cfg, LensPosition=lens_position, AfMode=af_mode,
+                               AeEnable=False if lock_exposure else None, AwbEnable=False if lock_awb else None)
     run_daemon(cfg)

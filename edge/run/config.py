@@ -19,6 +19,7 @@ from edge.backends.devices import parse_device
 from edge.errors import ConfigError, DelegateError
 from edge.ops.quality import QualityThresholds
 from edge.sources.capture import Reconnect
+from edge.sources.picam import AF_MODES, CameraControls
 
 DEFAULT_CONFIG = Path("/etc/skin-edge/edge.toml")
 
@@ -46,6 +47,7 @@ class RunConfig:
     quiet: bool = False
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     reconnect: Reconnect = field(default_factory=Reconnect)
+    picamera2: CameraControls = field(default_factory=CameraControls)
     path: str | None = None  # the file these values came from
 
     @property
@@ -93,6 +95,15 @@ def _float(low: float, high: float | None = None, *, low_open: bool = False) -> 
         if v < low or (low_open and v == low) or (high is not None and v > high) or v != v:
             bracket = "(" if low_open else "["
             raise ConfigError(f"{key}: {value} is out of range ({bracket}{low}, {high if high is not None else 'inf'}]).")
+        return v
+    return check
+
+
+def _choice(names: tuple[str, ...]) -> Check:
+    def check(key: str, value: Any) -> str:
+        v = _string(key, value).strip().lower()
+        if v not in names:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(names)}.")
         return v
     return check
 
@@ -160,6 +171,10 @@ TABLES: dict[str, tuple[type, dict[str, Check]]] = {
     "reconnect": (Reconnect, {"delay": _float(0.0, 3600.0, low_open=True),
                               "max_delay": _float(0.0, 3600.0, low_open=True), "attempts": _int(0),
                               "open_timeout": _float(0.0, 3600.0, low_open=True)}),
+    # camera controls, by picamera2's names (docs/run.md)
+    "picamera2": (CameraControls, {"AfMode": _choice(tuple(AF_MODES)), "LensPosition": _float(0.0, 32.0),
+                                   "AeEnable": _bool, "AwbEnable": _bool, "ExposureTime": _int(1, 10_000_000),
+                                   "AnalogueGain": _float(1.0, 64.0)}),
 }
 
 
@@ -235,6 +250,13 @@ def load_config(path: str | Path | None = None) -> RunConfig:
         return replace(validate(data), path=str(path))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e.message}", e.hint) from None
+
+
+def with_camera_controls(cfg: RunConfig, **controls: Any) -> RunConfig:
+    """Command-line camera controls (picamera2's names, None = not given) over the config's, checked alike."""
+    checks = TABLES["picamera2"][1]
+    given = {k: checks[k](f"--{k}", v) for k, v in controls.items() if v is not None}
+    return replace(cfg, picamera2=replace(cfg.picamera2, **given)) if given else cfg
 
 
 def with_overrides(cfg: RunConfig, **flags: Any) -> RunConfig:

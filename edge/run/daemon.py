@@ -100,13 +100,14 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
 
     _check(cfg)
     out = out or sys.stdout
-    source = make_source(cfg.source, cfg.camera, camera_size=cfg.camera_size)  # a bad path fails here, first
+    source = make_source(cfg.source, cfg.camera, camera_size=cfg.camera_size,  # a bad path fails here, first
+                         controls=cfg.picamera2)
     model = load_model(cfg.model, device=cfg.device, threads=cfg.threads or default_threads(reserve=1),  # type: ignore[arg-type]
                        labels=cfg.labels)
     for line in model.notes:
         log.warning(line)
     if hasattr(source, "prefer_size"):
-        source.prefer_size((model.spec.width, model.spec.height))  # picamera2: the ISP scales for free
+        source.prefer_size((model.spec.width, model.spec.height))  # picamera2: the model's stream
     systemd = notifier or Notifier()
     # reconnect notices, logged by capture, also show in `systemctl status`
     pipeline = Pipeline(model, source, (), options_from(cfg), on_notice=systemd.status)

@@ -8,9 +8,23 @@ frame (the next read goes on) and SourceError when the source itself failed. ``f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Views:
+    """One capture as two images of the same instant, as a camera with two streams delivers it.
+
+    ``display`` (full size) goes to the live page and captures; ``analysis`` (near the model's
+    size) goes through the quality gate and the shared preprocessing to the model. A source
+    whose ``read()`` returns a plain array uses that one array for both.
+    """
+
+    display: np.ndarray
+    analysis: np.ndarray
 
 
 @runtime_checkable
@@ -21,7 +35,7 @@ class Source(Protocol):
 
     def open(self) -> None: ...
 
-    def read(self) -> np.ndarray | None: ...
+    def read(self) -> np.ndarray | Views | None: ...
 
     def close(self) -> None: ...
 

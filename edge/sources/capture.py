@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge.errors import ImageError, SourceError
-from edge.sources.base import Source
+from edge.sources.base import Source, Views
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,10 @@ class Capture:
             self._failures = 0 if error is None else self._failures
             self.captured += 1
             self.errors += error is not None
-            prepared = self.prepare(image) if self.prepare is not None and image is not None else None
+            analysis = image
+            if isinstance(image, Views):  # two streams: the model sees one, the page shows the other
+                image, analysis = image.display, image.analysis
+            prepared = self.prepare(analysis) if self.prepare is not None and analysis is not None else None
             if self._mailbox.put(Frame(index, image, t1, (t1 - t0) * 1e3, error, prepared), self._stop):
                 self.dropped += 1
             index += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from edge.errors import SourceError
 from edge.ops.image import IMAGE_SUFFIXES
@@ -19,19 +20,20 @@ from edge.sources.opencv import (
 
 def make_source(source: str | Path | None = None, camera: str | int | None = None, *,
                 camera_size: tuple[int, int] | None = None,
-                model_size: tuple[int, int] | None = None) -> Source:
+                model_size: tuple[int, int] | None = None, controls: Any = None) -> Source:
     """Build (not open) the source for ``--source`` or ``--camera``.
 
     ``source``: a video file, an image folder, a glob, a single image, a stream URL or /dev/videoN.
     ``camera``: "auto" (picamera2 when present on a Pi, else OpenCV camera 0), "picamera2",
     "opencv" (OpenCV camera 0), an OpenCV index, or a /dev/videoN path. ``camera_size`` is the (width, height) to ask
-    a camera for; without it picamera2 delivers ``model_size`` (the ISP scales for free) and an
-    OpenCV camera its default.
+    a camera for (picamera2's main stream: 640x480 without it; an OpenCV camera: its default);
+    picamera2's second stream, for the model, is twice ``model_size``. ``controls``: picamera2's
+    :class:`~edge.sources.picam.CameraControls`.
     """
     if (source is None) == (camera is None):
         raise SourceError("give exactly one of --source and --camera.")
     if camera is not None:
-        return _camera_source(camera, camera_size, model_size)
+        return _camera_source(camera, camera_size, model_size, controls)
     text = str(source)
     if is_stream_url(text):
         return StreamSource(text)
@@ -52,10 +54,15 @@ CAMERA_KINDS = ("auto", "picamera2", "opencv")
 
 
 def _camera_source(camera: str | int, size: tuple[int, int] | None,
-                   model_size: tuple[int, int] | None) -> Source:
+                   model_size: tuple[int, int] | None, controls: Any = None) -> Source:
     from edge.sources import picam  # noqa: PLC0415 (picamera2 only when a camera is asked for)
 
-    pi_size = size or model_size
+    def pi_camera() -> Source:
+        src = picam.PiCameraSource(size=size, controls=controls or picam.CameraControls())
+        if model_size:
+            src.prefer_size(model_size)
+        return src
+
     text = str(camera).strip().lower()
     if text.isdigit():
         _check_video_node(int(text))
@@ -66,10 +73,10 @@ def _camera_source(camera: str | int, size: tuple[int, int] | None,
         _check_video_node(0)
         return OpenCVCameraSource(0, size)
     if text == "picamera2":
-        return picam.PiCameraSource(size=pi_size)
+        return pi_camera()
     if text == "auto":
         if picam.has_camera():
-            return picam.PiCameraSource(size=pi_size)
+            return pi_camera()
         _check_video_node(0, "no libcamera camera through picamera2, and ")
         return OpenCVCameraSource(0, size)
     raise SourceError(f"unknown camera {camera!r}.", "Use --camera alone, --camera N (an OpenCV index), "
