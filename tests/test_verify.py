@@ -175,3 +175,16 @@ def test_another_runtime_gets_the_stated_tolerance(bundle, steps, passes):
     assert (result.exit_code == 0) is passes, result.output
     assert OTHER_RUNTIME_TOLERANCE_STEPS == 4 and "the golden outputs come from tflite-runtime 2.14.0" in result.stderr
     assert f"max |diff| <= {OTHER_RUNTIME_TOLERANCE_STEPS} steps, same top-1" in result.stdout
+
+
+def test_the_same_runtime_on_another_cpu_gets_the_tolerance_too(bundle):
+    """XNNPACK's aarch64 int8 kernels are not its x86 ones: exact only on the reference CPU."""
+    meta = json.loads((bundle / "model.json").read_text())
+    import platform
+
+    assert meta["golden"]["reference_machine"] == platform.machine()
+    meta["golden"]["reference_machine"] = "aarch64" if platform.machine() != "aarch64" else "x86_64"
+    (bundle / "model.json").write_text(json.dumps(meta))
+    result = verify_cli("--model", bundle, "--device", "cpu", "--threads", "1")
+    assert result.exit_code == 0 and "max |diff| <= 4 steps, same top-1" in result.stdout
+    assert "this is ai-edge-litert" in result.stderr and f"on {platform.machine()}" in result.stderr

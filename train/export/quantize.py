@@ -9,6 +9,7 @@ outputs so ``edge verify`` can prove a device computes the same thing.
 from __future__ import annotations
 
 import json
+import platform
 import re
 import sys
 import tempfile
@@ -370,6 +371,7 @@ def _write_golden(tmp: Path, inputs: np.ndarray, outputs: np.ndarray, ids: list[
                           "edgetpu": {"max_abs_diff_steps": EDGETPU_TOLERANCE_STEPS,
                                                       "top1": "same"}},
             "reference_runtime": f"{qm.runtime.name} {qm.runtime.version}",
+            "reference_machine": platform.machine(),
             "pixels_sha256": pixel_probe(qm.spec.height, qm.spec.width),
             "pixels_are": "sha256 of edge.ops.preprocess.pixel_probe: fixed test cards through fit_to_input, "
                           "recomputed by `edge verify` on the device (the same pixels on every architecture)"}
