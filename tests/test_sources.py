@@ -278,6 +278,8 @@ def test_picamera2_controls_from_config_and_command_line(stand_in, tmp_path):
     bad.write_text('[picamera2]\nAfMode = "sometimes"\n')
     with pytest.raises(ConfigError, match="picamera2.AfMode: 'sometimes' is not one of manual, auto, continuous"):
         load_config(bad)
+    with pytest.raises(ConfigError, match=r"--lens-position: 99.0 is out of range"):
+        with_camera_controls(cfg, LensPosition=99.0)
 
 
 def test_the_model_sees_lores_through_the_shared_preprocessing_and_the_page_sees_main(stand_in, model):

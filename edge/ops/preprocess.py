@@ -41,7 +41,7 @@ def center_crop(rgb: np.ndarray, aspect: float) -> np.ndarray:
 # Bit-exact on every architecture: OpenCV's INTER_AREA (integer and fractional factors) and
 # INTER_LINEAR_EXACT give the same bytes on x86-64 and aarch64, while INTER_LINEAR's SIMD paths
 # round differently (13% of pixels off by one on a 240->224 step, shown under emulated aarch64:
-# scripts/aarch64-check.sh). Training, calibration and the device must see the same pixels.
+# scripts/aarch64.sh). Training, calibration and the device must see the same pixels.
 SHRINK = cv2.INTER_AREA
 BILINEAR = cv2.INTER_LINEAR_EXACT
 

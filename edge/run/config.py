@@ -255,7 +255,11 @@ def load_config(path: str | Path | None = None) -> RunConfig:
 def with_camera_controls(cfg: RunConfig, **controls: Any) -> RunConfig:
     """Command-line camera controls (picamera2's names, None = not given) over the config's, checked alike."""
     checks = TABLES["picamera2"][1]
-    given = {k: checks[k](f"--{k}", v) for k, v in controls.items() if v is not None}
+
+    def flag(name: str) -> str:  # LensPosition -> --lens-position
+        return "--" + re.sub(r"(?<!^)([A-Z])", r"-\1", name).lower()
+
+    given = {k: checks[k](flag(k), v) for k, v in controls.items() if v is not None}
     return replace(cfg, picamera2=replace(cfg.picamera2, **given)) if given else cfg
 
 
