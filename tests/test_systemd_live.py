@@ -136,6 +136,17 @@ def test_start_returns_after_ready_and_the_sandboxed_service_works(box):
     assert hardening["SystemCallFilter"]  # @system-service, applied
 
 
+def test_litert_opencv_numpy_run_under_memory_deny_write_execute(box):
+    """The unit leaves MemoryDenyWriteExecute off (unchecked on aarch64 and with libedgetpu); on x86-64
+    the device side runs under it, with the unit's other hardening, as the service user."""
+    done = box.run("systemd-run", "--wait", "--pipe", "--quiet", "-p", "MemoryDenyWriteExecute=yes",
+                   "-p", "SystemCallFilter=@system-service", "-p", "ProtectSystem=strict", "-p", "ProtectHome=yes",
+                   "-p", "DevicePolicy=closed", "-p", "NoNewPrivileges=yes", "-p", "User=skin-edge",
+                   "/opt/skin-edge/venv/bin/edge", "verify", "--model", "/var/lib/skin-edge/models/current",
+                   "--device", "cpu", "--threads", "1", check=False, timeout=120)
+    assert done.returncode == 0 and "verify: PASSED" in done.stdout, done.stdout[-1500:] + done.stderr[-1500:]
+
+
 def test_a_hung_daemon_is_restarted_by_the_watchdog(box):
     before = box.show(UNIT, "MainPID", "NRestarts")
     box.run("systemctl", "kill", "--kill-whom=main", "--signal=SIGSTOP", UNIT)  # hung: no frame, no ping
