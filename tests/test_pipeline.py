@@ -237,6 +237,21 @@ class _Forever:
         pass
 
 
+class _Vanishing(_Forever):
+    """A camera that gives ``frames`` frames, then stops and cannot be reopened."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames, self.reads = frames, 0
+
+    def open(self) -> None:
+        if self.reads:
+            raise SourceError("camera 0: cannot open the camera.")
+
+    def read(self):
+        self.reads += 1
+        return colour_image("red", seed=0) if self.reads <= self.frames else None
+
+
 def test_stop_from_another_thread_ends_after_the_frame_in_flight(model):
     sink = Collect()
     p = Pipeline(model, _Forever(), [sink])
@@ -246,20 +261,9 @@ def test_stop_from_another_thread_ends_after_the_frame_in_flight(model):
 
 
 def test_camera_lost_mid_run_raises_after_reconnecting(model):
-    class Vanishing(_Forever):
-        reads = 0
-
-        def open(self) -> None:
-            if self.reads:
-                raise SourceError("camera 0: cannot open the camera.")
-
-        def read(self):
-            self.reads += 1
-            return colour_image("red", seed=0) if self.reads <= 4 else None
-
     logs: list[str] = []
     sink = Collect()
-    p = Pipeline(model, Vanishing(), [sink], PipelineOptions(reconnect=Reconnect(delay=0.01, attempts=2)),
+    p = Pipeline(model, _Vanishing(frames=4), [sink], PipelineOptions(reconnect=Reconnect(delay=0.01, attempts=2)),
                  on_notice=logs.append)
     with pytest.raises(SourceError, match="gave up after 2 reconnect attempts"):
         p.run()
@@ -385,20 +389,9 @@ def test_a_bounded_reconnect_keeps_the_watchdog_fed(model, notify_socket):
     """WatchdogSec must not kill the daemon while it reopens a lost camera (bounded backoff)."""
     sock, path = notify_socket
 
-    class Vanishing(_Forever):
-        reads = 0
-
-        def open(self) -> None:
-            if self.reads:
-                raise SourceError("camera 0: cannot open the camera.")
-
-        def read(self):
-            self.reads += 1
-            return colour_image("red", seed=0) if self.reads <= 3 else None
-
     notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})  # a ping every 0.05 s
     notify = NotifySink(notifier, status_interval=100)
-    p = Pipeline(model, Vanishing(), [notify], PipelineOptions(reconnect=Reconnect(delay=0.3, max_delay=0.3,
+    p = Pipeline(model, _Vanishing(frames=3), [notify], PipelineOptions(reconnect=Reconnect(delay=0.3, max_delay=0.3,
                                                                                     attempts=2)))
     p.on_idle = notify.idle
     with pytest.raises(SourceError, match="gave up after 2 reconnect attempts"):
