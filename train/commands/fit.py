@@ -43,6 +43,10 @@ def fit(
     patience: Annotated[int, typer.Option("--patience", help="Epochs without a better validation balanced "
                                           "accuracy before stopping.")] = 5,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
+    backup_dir: Annotated[Path | None, typer.Option("--backup-dir", help="Back up every epoch here; the same "
+                                                    "command run again resumes from the last one (default "
+                                                    "with a multi-worker TF_CONFIG: OUT.backup).",
+                                                    show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train on DIR (lesion-safe split), write RUN/ with model.keras, metrics.json and plots."""
@@ -53,14 +57,17 @@ def fit(
     settings = Settings(image_size=image_size, alpha=alpha, weights=weights, epochs=epochs,
                         fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers, batch_size=batch_size,
                         lr=lr, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, strict=strict,
-                        oversample=oversample, patience=patience)
+                        oversample=oversample, patience=patience,
+                        backup_dir=None if backup_dir is None else str(backup_dir.expanduser().absolute()))
     result = run_fit(data, out, settings, force=force, report=note)
     if json_out:
         print_json({"run": str(result.run), "interrupted": result.interrupted, "epochs": result.epochs,
                     "best_epoch": result.best_epoch,
                     "best_val_balanced_accuracy": result.best_val_balanced_accuracy,
                     "images_per_second": result.images_per_second, "seconds": result.seconds,
-                    "images": result.images, "warnings": list(result.warnings), "test": result.metrics})
+                    "images": result.images, "warnings": list(result.warnings), "test": result.metrics,
+                    "strategy": result.strategy, "replicas": result.replicas, "worker": result.worker,
+                    "workers": result.workers, "chief": result.chief, "weights_sha256": result.weights_sha256})
         return
     _summary(result)
 
@@ -71,6 +78,10 @@ def _summary(result) -> None:
     from train.commands.evaluate import metrics_table  # noqa: PLC0415
 
     console = Console()
+    if not result.chief:
+        console.print(f"worker {result.worker} of {result.workers} done (weights sha256 "
+                      f"{result.weights_sha256[:12]}); the chief writes the run folder {result.run}")
+        return
     state = " (interrupted: best model so far)" if result.interrupted else ""
     console.print(f"run written to {result.run}{state}")
     console.print(f"{result.epochs} epochs in {result.seconds:.0f} s, {result.images_per_second:.0f} training "

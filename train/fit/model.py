@@ -67,6 +67,20 @@ def _faster_batchnorm_statistics(base: keras.Model, momentum: float = 0.9) -> No
             layer.momentum = momentum
 
 
+def synchronize_batchnorm(model: keras.Model) -> int:
+    """Make every BatchNorm layer compute its batch statistics over all replicas (returns how many).
+
+    Without it each replica normalises with, and updates the moving averages from, its own part of
+    the batch: the trainable weights stay in step, but the moving statistics drift apart between
+    workers, and the model the chief saves is not the one the others hold. Frozen BatchNorm (the
+    pretrained recipe) computes no batch statistics, so this matters only when they train.
+    """
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = True
+    return len(layers)
+
+
 def augmentation(seed: int | None = None) -> keras.Sequential:
     """Flips, rotation, zoom, brightness and contrast on 0..255 pixels; identity at inference."""
 

@@ -48,6 +48,10 @@ class FitResult:
     warnings: tuple[str, ...]
     strategy: str
     replicas: int
+    weights_sha256: str = ""
+    worker: int = 0
+    workers: int = 1
+    chief: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Settings:
     oversample: bool = False
     patience: int = 5
     dropout: float = 0.2
+    backup_dir: str | None = None  # where each worker backs up its last epoch (see train/fit/resume.py)
 
     def __post_init__(self) -> None:
         if self.fine_tune_lr is None:
@@ -105,22 +110,36 @@ def fit(data: Path, out: Path, settings: Settings = Settings(), *, force: bool =
     from train.quiet import import_tensorflow  # noqa: PLC0415
 
     import_tensorflow()
-    from train.fit import training  # noqa: PLC0415  (TensorFlow from here on)
+    from train.fit import cluster, training  # noqa: PLC0415  (TensorFlow from here on)
 
-    strategy = training.choose_strategy()
-    tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(3)}"
-    try:
-        tmp.mkdir(parents=True)
-    except OSError as e:
-        raise TrainError(f"cannot create {tmp}: {e.strerror or e}; choose another --out") from None
+    strategy = cluster.choose_strategy()
+    chief = cluster.is_chief(strategy)
+    if settings.backup_dir is None and cluster.worker_count(strategy) > 1:
+        settings = replace(settings, backup_dir=str(out.parent / f"{out.name}.backup"))
+    tmp = _make_tmp(out, chief)
     try:
         outcome = training.train(dataset, splits, tmp, settings, strategy, report)
-        result = _finish(Path(data), dataset, splits, tmp, out, settings, outcome, force,
-                         training.is_chief(strategy))
+        result = _finish(Path(data), dataset, splits, tmp, out, settings, outcome, force, chief)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def _make_tmp(out: Path, chief: bool) -> Path:
+    """The chief works in RUN.tmp-xxxxxx next to RUN (renamed at the end); other workers of a
+    multi-worker run in the system's temporary folder, so they write nothing next to the run."""
+    import tempfile  # noqa: PLC0415
+
+    try:
+        if not chief:
+            return Path(tempfile.mkdtemp(prefix=f"{out.name}.worker-"))
+        tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(3)}"
+        tmp.mkdir(parents=True)
+        return tmp
+    except OSError as e:
+        raise TrainError(f"cannot create a temporary run folder: {e.strerror or e}; choose another --out "
+                         "or free disk space") from None
 
 
 def load(data: Path, strict: bool):
@@ -176,6 +195,9 @@ def _finish(data: Path, dataset, splits: Mapping[str, Sequence[Record]], tmp: Pa
     """Write everything except the model and history (already in `tmp`), then rename tmp -> out."""
     from train.report import plots  # noqa: PLC0415
 
+    if not chief:  # another worker of a multi-worker run: the chief writes the run folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        return _result(out, dataset, outcome, chief)
     labels = list(dataset.labels)
     (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     write_split_csv(tmp / "split.csv", splits)
@@ -187,11 +209,8 @@ def _finish(data: Path, dataset, splits: Mapping[str, Sequence[Record]], tmp: Pa
                              labels, tmp / "plots")
     run = run_info(data, dataset, settings, outcome, labels)
     write_json(tmp / "run.json", run)
-    if not chief:  # another worker of a multi-worker run: the chief writes the run folder
-        shutil.rmtree(tmp)
-        return _result(out, dataset, outcome)
     publish_folder(tmp, out)  # a --force'd previous run is swapped out, then removed
-    return _result(out, dataset, outcome)
+    return _result(out, dataset, outcome, chief)
 
 
 def run_info(data: Path, dataset, settings: Settings, outcome, labels: Sequence[str]) -> dict:
@@ -207,16 +226,18 @@ def run_info(data: Path, dataset, settings: Settings, outcome, labels: Sequence[
         "best_val_balanced_accuracy": outcome.best_score, "images": outcome.images,
         "missing_images": dataset.missing, "unreadable_images": outcome.unreadable,
         "images_per_second": outcome.images_per_second, "seconds": outcome.seconds,
-        "strategy": outcome.strategy, "replicas": outcome.replicas,
+        "strategy": outcome.strategy, "replicas": outcome.replicas, "workers": outcome.workers,
+        "weights_sha256": outcome.weights_sha256,
     }
 
 
-def _result(out: Path, dataset, outcome) -> FitResult:
+def _result(out: Path, dataset, outcome, chief: bool) -> FitResult:
     return FitResult(run=out, metrics=outcome.metrics, epochs=outcome.epochs, best_epoch=outcome.best_epoch,
                      best_val_balanced_accuracy=outcome.best_score, images_per_second=outcome.images_per_second,
                      seconds=outcome.seconds, interrupted=outcome.interrupted, images=outcome.images,
                      warnings=tuple(dataset.warnings) + outcome.warnings, strategy=outcome.strategy,
-                     replicas=outcome.replicas)
+                     replicas=outcome.replicas, weights_sha256=outcome.weights_sha256, worker=outcome.worker,
+                     workers=outcome.workers, chief=chief)
 
 
 def versions() -> dict[str, str]:

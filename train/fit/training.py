@@ -6,8 +6,9 @@ TensorFlow is imported.
 
 from __future__ import annotations
 
+import hashlib
 import math
-import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,8 +20,16 @@ import numpy as np
 import tensorflow as tf
 
 from edge.data.datasets import Record
+from edge.errors import first_line
 from edge.ops import metrics as shared_metrics
 from train.errors import TrainError
+from train.fit.cluster import (
+    is_chief,
+    same_start,
+    strategy_name,
+    worker_count,
+    worker_index,
+)
 from train.fit.inputs import (
     Decoder,
     Predictor,
@@ -31,7 +40,13 @@ from train.fit.inputs import (
     training_batches,
     warm,
 )
-from train.fit.model import build_model, compile_model, unfreeze_model
+from train.fit.model import (
+    build_model,
+    compile_model,
+    synchronize_batchnorm,
+    unfreeze_model,
+)
+from train.fit.resume import Backup
 from train.report import metrics as M
 
 Report = Callable[[str], None]
@@ -53,33 +68,9 @@ class Outcome:
     warnings: tuple[str, ...]
     strategy: str
     replicas: int
-
-
-# ---------------------------------------------------------------- distribution
-
-
-def choose_strategy() -> tf.distribute.Strategy:
-    """MultiWorkerMirrored with TF_CONFIG, Mirrored with more than one GPU, else the default."""
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def strategy_name(strategy: tf.distribute.Strategy) -> str:
-    name = type(strategy).__name__
-    return "default" if name.startswith("_Default") else name
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True unless this process is a non-chief worker of a multi-worker run."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return True
-    resolver = strategy.cluster_resolver
-    task_type, task_id = resolver.task_type, resolver.task_id
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and not has_chief)
+    weights_sha256: str = ""
+    worker: int = 0
+    workers: int = 1
 
 
 # ---------------------------------------------------------------- inputs
@@ -150,14 +141,35 @@ class Monitor(keras.callbacks.Callback):
     """Validation metrics each epoch (into logs, for the callbacks after it), best-weight keeping,
     images per second, and one progress line per epoch."""
 
-    def __init__(self, val: tf.data.Dataset, n_train: int, total_epochs: int, report: Report) -> None:
+    def __init__(self, val: tf.data.Dataset, n_train: int, total_epochs: int, report: Report,
+                 backup: Backup | None = None) -> None:
         super().__init__()
         self.val, self.n_train, self.total, self.report = val, n_train, total_epochs, report  # images per epoch
+        self.backup = backup or Backup(None)
         self.phase = 1
+        self.phase1_done, self.phase1_epochs = False, 0
         self.best_score, self.best_epoch, self.best_weights = -1.0, -1, None
         self.speeds: list[float] = []
         self._predict: Predictor | None = None
         self._started = 0.0
+
+    def resume(self) -> None:
+        """Take up the state a previous, interrupted run of this worker left in the backup."""
+        state = self.backup.state
+        self.phase, self.phase1_done = int(state.get("phase", 1)), bool(state.get("phase1_done", False))
+        self.phase1_epochs = int(state.get("phase1_epochs", 0))
+        self.best_score, self.best_epoch = float(state.get("best_score", -1.0)), int(state.get("best_epoch", -1))
+        self.speeds = [float(v) for v in state.get("speeds", [])]
+        self.best_weights = self.backup.load_best()
+
+    def state(self) -> dict:
+        return {"phase": self.phase, "phase1_done": self.phase1_done, "phase1_epochs": self.phase1_epochs,
+                "best_score": self.best_score,
+                "best_epoch": self.best_epoch, "speeds": self.speeds}
+
+    @staticmethod
+    def _snapshot(model: keras.Model) -> dict:
+        return {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -174,11 +186,13 @@ class Monitor(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["images_per_second"] = self.n_train / seconds
         logs["phase"] = self.phase
+        del self.speeds[epoch:]  # epochs run again after a resume replace their first try
         self.speeds.append(logs["images_per_second"])
         best = score > self.best_score
         if best:
             self.best_score, self.best_epoch = score, epoch
-            self.best_weights = {v.path: keras.ops.convert_to_numpy(v) for v in self.model.weights}
+            self.best_weights = self._snapshot(self.model)
+        self.backup.save(self.state(), self.best_weights if best else None)
         self.report(
             f"epoch {epoch + 1}/{self.total} phase {self.phase}  loss {logs.get('loss', float('nan')):.3f}  "
             f"acc {logs.get('accuracy', float('nan')):.3f}  val loss {logs['val_loss']:.3f}  "
@@ -199,6 +213,13 @@ def train(dataset, splits: Mapping[str, Sequence[Record]], tmp: Path, settings, 
     """Train, keep the best epoch, save tmp/model.keras and evaluate on the test split."""
     try:
         return _train(dataset, splits, tmp, settings, strategy, report)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError) as e:
+        if worker_count(strategy) < 2:
+            raise
+        where = f"; they resume from the backup in {settings.backup_dir}" if settings.backup_dir else ""
+        cause = re.sub(r"\{\{.*?\}\}\s*", "", first_line(e, limit=400))[:160]
+        raise TrainError(f"lost contact with another worker ({cause}); start every worker "
+                         f"again with the same command{where}") from None
     except tf.errors.ResourceExhaustedError:
         raise TrainError(f"out of memory at batch size {settings.batch_size} and {settings.image_size} px; "
                          "lower --batch-size or --image-size") from None
@@ -218,18 +239,29 @@ def _train(dataset, splits: Mapping[str, Sequence[Record]], tmp: Path, settings,
         model = build_model(len(labels), image_size=settings.image_size, alpha=settings.alpha,
                             weights=settings.weights, dropout=settings.dropout, seed=settings.seed)
         compile_model(model, settings.lr)
+        if strategy.num_replicas_in_sync > 1:
+            synchronize_batchnorm(model)
     inputs = prepare_inputs(splits, labels, tmp / "cache", settings, report)
     total = settings.epochs + (settings.fine_tune_epochs if pretrained else 0)
-    monitor = Monitor(inputs.val, inputs.n_train, total, report)
+    backup = Backup(settings.backup_dir, is_chief(strategy), settings.as_dict())
+    monitor = Monitor(inputs.val, inputs.n_train, total, report, backup)
     balancing = "oversampling" if settings.oversample else "balanced class weights"
     report(f"{inputs.n_train} training / {inputs.n_val} validation images, {balancing}, "
            f"{strategy.num_replicas_in_sync} replica(s) ({strategy_name(strategy)} strategy)")
     if not pretrained:
         report("weights none: nothing to transfer, so the whole network trains in one phase of "
                f"{settings.epochs} epochs (--fine-tune-epochs is not used)")
-    interrupted = _run_phases(model, inputs, monitor, tmp / "history.csv", settings, pretrained, strategy, report)
+    if backup.resuming:
+        monitor.resume()
+    phase = 2 if monitor.phase1_done else 1
+    start_epoch = backup.resumed_epoch(phase) or (monitor.phase1_epochs if phase == 2 else 0)
+    same_start(strategy, start_epoch, backup.root)
+    if backup.resuming:
+        report(f"resuming from the backup in {backup.root}: phase {phase}, epoch {start_epoch + 1}")
+    interrupted = _run_phases(model, inputs, monitor, backup, tmp, settings, pretrained, strategy, report)
     monitor.restore_best()
     model.save(tmp / "model.keras")
+    backup.finish(tmp)
     shutil.rmtree(tmp / "cache", ignore_errors=True)
     report(f"best epoch {monitor.best_epoch + 1}: validation balanced accuracy {monitor.best_score:.3f}; "
            f"evaluating on {len(splits['test'])} test images")
@@ -242,7 +274,16 @@ def _train(dataset, splits: Mapping[str, Sequence[Record]], tmp: Path, settings,
         unreadable=inputs.unreadable,
         class_weights={labels[i]: w for i, w in inputs.class_weight.items()} if inputs.class_weight else None,
         warnings=inputs.warnings, strategy=strategy_name(strategy), replicas=strategy.num_replicas_in_sync,
+        weights_sha256=weights_digest(model), worker=worker_index(strategy), workers=worker_count(strategy),
     )
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 over every weight of `model`, in order: equal on every worker of a synchronous run."""
+    digest = hashlib.sha256()
+    for v in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(v)).tobytes())
+    return digest.hexdigest()
 
 
 def steady_speed(speeds: Sequence[float]) -> float:
@@ -251,12 +292,18 @@ def steady_speed(speeds: Sequence[float]) -> float:
     return round(float(np.mean(steady)), 1) if steady else 0.0
 
 
-def _run_phases(model, inputs: Inputs, monitor: Monitor, history: Path, settings, pretrained: bool,
+def _run_phases(model, inputs: Inputs, monitor: Monitor, backup: Backup, tmp: Path, settings, pretrained: bool,
                 strategy, report: Report) -> bool:
     """Phase 1 (and phase 2 when pretrained); returns True when Ctrl-C cut training short."""
+    history = backup.history(tmp)
+    if backup.resuming:
+        backup.trim_history(max(backup.resumed_epoch(1), backup.resumed_epoch(2)))
     logger = keras.callbacks.CSVLogger(str(history), append=True)
     try:
-        _phase(model, inputs, monitor, logger, 0, settings.epochs, settings)
+        if not monitor.phase1_done:
+            _phase(model, inputs, monitor, logger, backup, 1, 0, settings.epochs, settings)
+            monitor.phase1_done, monitor.phase1_epochs = True, len(monitor.speeds)
+            backup.save(monitor.state(), None)
         if pretrained and settings.fine_tune_epochs > 0:
             monitor.restore_best()
             with strategy.scope():
@@ -264,8 +311,8 @@ def _run_phases(model, inputs: Inputs, monitor: Monitor, history: Path, settings
             report(f"phase 2: fine-tuning the top {settings.fine_tune_layers} layers of the base "
                    f"({n} with weights, BatchNorm frozen) at lr {settings.fine_tune_lr:.1e}")
             monitor.phase = 2
-            done = len(monitor.speeds)
-            _phase(model, inputs, monitor, logger, done, done + settings.fine_tune_epochs, settings)
+            done = monitor.phase1_epochs
+            _phase(model, inputs, monitor, logger, backup, 2, done, done + settings.fine_tune_epochs, settings)
         return False
     except KeyboardInterrupt:
         logger.on_train_end()  # close history.csv with the epochs completed
@@ -275,16 +322,21 @@ def _run_phases(model, inputs: Inputs, monitor: Monitor, history: Path, settings
         return True
 
 
-def _phase(model, inputs: Inputs, monitor: Monitor, logger, initial: int, epochs: int, settings) -> None:
+def _phase(model, inputs: Inputs, monitor: Monitor, logger, backup: Backup, phase: int, initial: int, epochs: int,
+           settings) -> None:
     callbacks = [
         monitor,
         keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=settings.patience),
         keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="max", factor=0.3,
                                           patience=max(1, settings.patience // 2), min_lr=1e-6),
         logger,
+        *backup.callback(phase),  # last: an epoch is backed up only once everything above has seen it
     ]
-    model.fit(inputs.train, epochs=epochs, initial_epoch=initial, steps_per_epoch=inputs.steps_per_epoch,
-              class_weight=inputs.class_weight, callbacks=callbacks, shuffle=False, verbose=0)
+    try:
+        model.fit(inputs.train, epochs=epochs, initial_epoch=initial, steps_per_epoch=inputs.steps_per_epoch,
+                  class_weight=inputs.class_weight, callbacks=callbacks, shuffle=False, verbose=0)
+    finally:
+        model._initial_epoch = None  # BackupAndRestore's resume point must not leak into the next phase
 
 
 def evaluate_records(model, records: Sequence[Record], labels: Sequence[str], image_size: int,
