@@ -69,6 +69,11 @@ def run(
              "0.0.0.0:8080 for the local network, with --token).")] = None,
     token: Annotated[str | None, typer.Option("--token", envvar="SKIN_EDGE_TOKEN", show_default=False,
                                               help="Access token the live page requires.")] = None,
+    mqtt: Annotated[str | None, typer.Option(
+        "--mqtt", show_default=False, metavar="URL",
+        help="Publish results, stats and Home Assistant discovery to this broker: mqtt://HOST[:PORT] or "
+             "mqtts://HOST[:PORT] (user, password and CA from the config or SKIN_EDGE_MQTT_USER / "
+             "SKIN_EDGE_MQTT_PASSWORD).")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", show_default=False, dir_okay=False,
         help="TOML config \\[default: /etc/skin-edge/edge.toml when it exists]; flags override it.")] = None,
@@ -102,7 +107,8 @@ def run(
         load_config(config), model=str(model) if model else None, camera=camera, source=source,
         device=device, threads=threads, labels=str(labels) if labels else None, top_k=top_k,
         smoothing=smoothing, threshold=threshold, max_frames=max_frames, duration=duration,
-        jsonl=str(jsonl) if jsonl else None, http=http, token=token, realtime=realtime, quiet=quiet)
+        jsonl=str(jsonl) if jsonl else None, http=http, token=token, realtime=realtime, quiet=quiet,
+        mqtt=mqtt)
     cfg = with_camera_controls(cfg, LensPosition=lens_position, AfMode=af_mode,
                                AeEnable=False if lock_exposure else None, AwbEnable=False if lock_awb else None)
     run_daemon(cfg)

@@ -15,7 +15,7 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edge.results import ERROR, OK, UNCERTAIN, FrameResult, RunStats
 
@@ -50,6 +50,10 @@ class ServerMetrics:
         r.register(_StatsCollector(read_stats, published))
         ProcessCollector(registry=r)  # memory, CPU time, open files of this process (Linux)
 
+    def watch_mqtt(self, sink) -> None:
+        """/metrics also shows the MQTT output: messages published, dropped from a full queue, queued."""
+        self.registry.register(_MqttCollector(sink))
+
     def observe(self, result: FrameResult) -> None:
         self.status.labels(result.status).inc()
         if result.status != ERROR:
@@ -77,3 +81,21 @@ class _StatsCollector:
                 yield CounterMetricFamily(name, doc, value=float(figure(stats)))
             elif name == "edge_frames_processed":  # no run to ask: what this server published
                 yield CounterMetricFamily(name, doc, value=float(self._published()))
+
+
+class _MqttCollector:
+    def __init__(self, sink) -> None:
+        self._sink = sink
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        s = self._sink
+        yield CounterMetricFamily("edge_mqtt_published", "MQTT messages handed to the broker connection.",
+                                  value=float(s.published))
+        yield CounterMetricFamily("edge_mqtt_dropped", "MQTT messages dropped, oldest first, from a full queue "
+                                  "while the broker was away.", value=float(s.dropped))
+        yield GaugeMetricFamily("edge_mqtt_queued", "MQTT messages waiting for the broker.", value=float(s.queued))
+        yield GaugeMetricFamily("edge_mqtt_connected", "1 while connected to the MQTT broker.",
+                                value=1.0 if s.connected else 0.0)

@@ -45,6 +45,17 @@ class RunConfig:
     http: str | None = None
     token: str | None = None
     quiet: bool = False
+    mqtt: str | None = None  # mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (edge/outputs/mqtt.py)
+    mqtt_prefix: str | None = None
+    mqtt_ca: str | None = None
+    mqtt_user: str | None = None
+    mqtt_password: str | None = None
+    mqtt_qos: int = 1
+    mqtt_buffer: int = 1000
+    mqtt_stats_interval: float = 5.0
+    mqtt_keepalive: int = 30
+    mqtt_discovery: bool = True
+    device_name: str | None = None
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     reconnect: Reconnect = field(default_factory=Reconnect)
     picamera2: CameraControls = field(default_factory=CameraControls)
@@ -150,6 +161,15 @@ def _listen(key: str, value: Any) -> str | None:
     return v or None
 
 
+def _broker(key: str, value: Any) -> str | None:
+    from edge.outputs.mqtt import parse_broker  # noqa: PLC0415
+
+    v = _string(key, value).strip()
+    if v:
+        parse_broker(v, key)
+    return v or None
+
+
 def parse_listen(text: str, key: str = "--http") -> tuple[str, int]:
     """"HOST:PORT", ":PORT" (127.0.0.1) or "[v6]:PORT" -> (host, port); ConfigError naming ``key``."""
     m = re.match(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$", text.strip())
@@ -164,6 +184,10 @@ TOP: dict[str, Check] = {
     "reset_after": _int(0), "camera": _camera, "source": _optional_string, "camera_size": _size,
     "realtime": _bool, "max_frames": _int(1), "duration": _float(0.0, low_open=True),
     "jsonl": _optional_string, "fsync": _bool, "http": _listen, "token": _optional_string, "quiet": _bool,
+    "mqtt": _broker, "mqtt_prefix": _optional_string, "mqtt_ca": _optional_string, "mqtt_user": _optional_string,
+    "mqtt_password": _optional_string, "mqtt_qos": _int(0, 2), "mqtt_buffer": _int(1, 1_000_000),
+    "mqtt_stats_interval": _float(0.1, 3600.0), "mqtt_keepalive": _int(5, 3600), "mqtt_discovery": _bool,
+    "device_name": _optional_string,
 }
 TABLES: dict[str, tuple[type, dict[str, Check]]] = {
     "quality": (QualityThresholds, {"min_sharpness": _float(0.0), "min_brightness": _float(0.0, 255.0),

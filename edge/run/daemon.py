@@ -90,6 +90,23 @@ def _open_server(cfg: RunConfig, stats: Callable[[], RunStats]) -> Any:
     return LiveServer(host, port, token=cfg.token, stats=stats).start()
 
 
+def _open_mqtt(cfg: RunConfig, stats: Callable[[], RunStats], server: Any) -> Sink:
+    import os  # noqa: PLC0415
+
+    from edge.outputs.mqtt import MqttSettings, MqttSink, mqtt_from_environment  # noqa: PLC0415
+
+    settings = mqtt_from_environment(MqttSettings(
+        url=cfg.mqtt, device=cfg.device_name, prefix=cfg.mqtt_prefix, ca_file=cfg.mqtt_ca,  # type: ignore[arg-type]
+        username=cfg.mqtt_user, password=cfg.mqtt_password, qos=cfg.mqtt_qos, buffer=cfg.mqtt_buffer,
+        stats_interval=cfg.mqtt_stats_interval, keepalive=cfg.mqtt_keepalive, discovery=cfg.mqtt_discovery),
+        dict(os.environ))
+    sink = MqttSink(settings, stats)
+    log.info(f"mqtt: publishing to {cfg.mqtt} under {sink.prefix}/")
+    if server is not None:
+        server.metrics.watch_mqtt(sink)
+    return sink
+
+
 def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier | None = None, show_token: bool | None = None) -> DaemonRun:
     """Run until the source ends, a limit is reached or a signal arrives. Raises EdgeError subclasses.
 
@@ -124,6 +141,8 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
         sinks.insert(0, TerminalSink(out, quiet=cfg.quiet))
         if cfg.jsonl:
             sinks.append(JsonlSink(cfg.jsonl, fsync=cfg.fsync))
+        if cfg.mqtt:
+            sinks.append(_open_mqtt(cfg, pipeline.snapshot, server))
         sinks.append(notify)
         pipeline.sinks = sinks
         log.info(f"edge run: {model.path} on {model.device} ({model.runtime.name} {model.runtime.version}, "
