@@ -45,12 +45,17 @@ FRAME_HW = (480, 640)
 
 
 def build(cache: Path) -> None:
+    build_bundles(cache, MODELS)
+
+
+def build_bundles(cache: Path, models: dict[str, tuple[float, int]]) -> None:
+    """Int8 bundles (uint8 input, seven classes, random weights) of MobileNetV2 {name: (alpha, side)}."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     from edge.model.bundle import write_bundle
 
-    for name, (alpha, side) in MODELS.items():
+    for name, (alpha, side) in models.items():
         keras.utils.set_random_seed(0)
         inp = keras.Input((side, side, 3))
         x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
@@ -99,7 +104,7 @@ def source_rate(pipeline, video: Path) -> float:
     from edge.sources.capture import Capture
     from edge.sources.opencv import VideoFileSource
 
-    cap = Capture(VideoFileSource(video), realtime=False, prepare=pipeline.prepare, log=lambda m: None)
+    cap = Capture(VideoFileSource(video), realtime=False, prepare=pipeline.prepare)
     t0 = time.perf_counter()
     cap.start()
     n = 0
@@ -113,7 +118,7 @@ def throughput(model, video: Path, realtime: bool) -> dict:
     from edge.sources.opencv import VideoFileSource
 
     source = VideoFileSource(video)
-    pipeline = Pipeline(model, source, (), PipelineOptions(realtime=realtime), log=lambda m: None)
+    pipeline = Pipeline(model, source, (), PipelineOptions(realtime=realtime))
     rate = None if realtime else source_rate(pipeline, video)
     summary = pipeline.run(collect=True)
     results = summary.results[10:]  # past the start-up
@@ -198,7 +203,7 @@ def memory(bundle: Path, frames: int, tmp: Path) -> dict:
 
     model = load_model(bundle, device="cpu")
     proc = psutil.Process()
-    pipeline = Pipeline(model, FastCamera(), (), PipelineOptions(max_frames=frames), log=lambda m: None)
+    pipeline = Pipeline(model, FastCamera(), (), PipelineOptions(max_frames=frames))
     sinks = [TerminalSink(quiet=True), JsonlSink(tmp / "memory.jsonl"), NotifySink(Notifier({}))]
     try:
         from edge.outputs.server import LiveServer

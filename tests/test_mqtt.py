@@ -22,10 +22,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import colour_image
 from helpers import wait_until, write_video
+from prometheus_client import generate_latest
 
 from edge.errors import ConfigError
 from edge.ops.postprocess import Prediction
 from edge.outputs.mqtt import MqttSettings, MqttSink, parse_broker
+from edge.outputs.telemetry import ServerMetrics
 from edge.results import OK, FrameResult, StageTimes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,6 +221,11 @@ def test_results_queued_during_an_outage_arrive_after_it(broker):
         for i in range(5, 25):  # 20 results while the broker is away; the queue holds the newest 10
             sink.publish(result(i), None)
         assert (sink.queued, sink.dropped) == (10, 10)
+        metrics = ServerMetrics(lambda: None, lambda: 0)
+        metrics.watch_mqtt(sink)
+        text = generate_latest(metrics.registry).decode()
+        assert "edge_mqtt_dropped_total 10.0" in text and "edge_mqtt_queued 10.0" in text
+        assert "edge_mqtt_connected 0.0" in text
         broker.start()
         wait_until(lambda: sink.connected and sink.queued == 0, timeout=30)
         sub = Subscriber(broker.port, ["skin-edge/q/result"], client_id="test-sub", clean=False)

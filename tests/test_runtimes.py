@@ -109,3 +109,15 @@ def test_classify_and_run(runtime, bundle, tmp_path):
                   "--jsonl", jsonl, "--quiet")
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(jsonl.read_text().splitlines()) == len(LABELS)
+
+
+def test_benchmark_and_doctor_say_when_int8_is_slow_on_this_runtime(runtime, bundle):
+    bench = runtime("benchmark", "--model", bundle, "--device", "cpu", "--threads", "1", "--runs", "5")
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    doctor = runtime("doctor", "--model", bundle, "--json")
+    smoke = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "smoke")
+    if runtime.version.startswith("tflite-runtime"):
+        assert "has no fast int8 kernels" in bench.stderr and "pip install ai-edge-litert" in bench.stderr
+        assert smoke["status"] == "warn" and "has no fast int8 kernels" in smoke["summary"], smoke
+    else:
+        assert "fast int8" not in bench.stderr + json.dumps(smoke)

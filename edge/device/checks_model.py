@@ -70,6 +70,7 @@ def check_smoke(model: Path | None, device: str, frame: Any = None) -> Check:
     summary = (f"{m.path.name} on {m.device}: loaded in {data['load_ms']:.0f} ms, one frame in "
                f"{data['frame_ms']:.1f} ms (invoke {data['invoke_ms']:.1f} ms)")
     if m.notes:
-        return Check("smoke", WARN, f"{summary}; {' '.join(m.notes)}",
-                     "See the edgetpu_library and edgetpu_devices checks.", data)
+        hint = ("pip install ai-edge-litert for the CPU." if all("tflite-runtime" in n for n in m.notes)
+                else "See the edgetpu_library and edgetpu_devices checks.")
+        return Check("smoke", WARN, f"{summary}; {' '.join(m.notes)}", hint, data)
     return Check("smoke", PASS, summary, data=data)

@@ -98,6 +98,13 @@ class Model:
         return Classification(top, probs, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6)
 
 
+def slow_int8_note(version: str) -> str:
+    """tflite-runtime (the Edge TPU fallback) runs int8 models on the CPU without XNNPACK."""
+    return (f"tflite-runtime {version} has no fast int8 kernels on the CPU (XNNPACK never runs quantized models "
+            "there): int8 runs many times slower than with ai-edge-litert. For the CPU, pip install "
+            "ai-edge-litert; keep tflite-runtime only where LiteRT has no wheel (docs/deploy-pi.md).")
+
+
 def load_model(path: str | Path, *, device: str = "auto", threads: int | None = None,
                labels: str | Path | None = None, verify: bool = True) -> Model:
     """Open a bundle or .tflite, pick the file for the device, build the interpreter once.
@@ -150,5 +157,7 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
         raise BundleError(f"{len(bundle.labels)} labels but {model_path.name} outputs "
                           f"{spec.num_classes} classes.", "Use the labels.txt that came with the model.")
     used = "edgetpu" if delegate is not None else "cpu"
+    if used == "cpu" and runtime.name == "tflite-runtime" and spec.input.dtype in ("uint8", "int8"):
+        notes.append(slow_int8_note(runtime.version))
     return Model(bundle=bundle, path=model_path, interpreter=interpreter, spec=spec, runtime=runtime,
                  device=used, threads=threads, graph=graph, notes=tuple(notes))

@@ -16,7 +16,7 @@ one backed up. In a multi-worker run every worker restores from the chief's fold
 hold the same weights after every synchronous step, so one copy is the truth for all of them),
 which is why the folder must be one shared path, like the dataset; the other workers write their
 own backups to a private temporary folder. The workers check that they resume from the same
-epoch before training goes on. The folder is removed when the run folder is written. Early
+epoch before training goes on. The folder is removed once the run folder has been written. Early
 stopping and learning-rate reduction count their patience afresh after a resume.
 """
 
@@ -29,7 +29,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from edge.util.atomic import write_text
@@ -71,10 +70,12 @@ class Backup:
         self.root.mkdir(parents=True, exist_ok=True)
         return self.root / HISTORY
 
-    def callback(self, phase: int) -> list[keras.callbacks.Callback]:
+    def callback(self, phase: int) -> list:
         """BackupAndRestore for `phase`: the chief's shared folder, or a private copy of it."""
         if self.root is None:
             return []
+        import keras  # noqa: PLC0415  (this module is also imported before TensorFlow is)
+
         folder = self.root / f"phase-{phase}"
         if not self.chief:
             self._private = self._private or Path(tempfile.mkdtemp(prefix="skin-edge-backup-"))
@@ -132,13 +133,16 @@ class Backup:
             kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epochs]
             write_text(path, "".join(",".join(r) + "\n" for r in kept))
 
-    def finish(self, tmp: Path) -> None:
-        """Copy the history into the run's temporary folder and remove the backup (chief) or the
-        private copy (the other workers)."""
+    def collect(self, tmp: Path) -> None:
+        """Copy the history into the run's temporary folder; drop this worker's private copy."""
         if self._private is not None:
             shutil.rmtree(self._private, ignore_errors=True)
-        if self.root is None or not self.chief:
-            return
-        if (self.root / HISTORY).is_file():
+            self._private = None
+        if self.root is not None and self.chief and (self.root / HISTORY).is_file():
             shutil.copyfile(self.root / HISTORY, tmp / HISTORY)
-        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def remove_backup(root: str | Path | None) -> None:
+    """Remove the backup folder once the run folder it served is written (the chief's job)."""
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)

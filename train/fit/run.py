@@ -28,6 +28,7 @@ from edge.data.datasets import (
 )
 from edge.util.atomic import publish_folder
 from train.errors import TrainError
+from train.fit.resume import remove_backup
 
 Report = Callable[[str], None]
 
@@ -210,6 +211,7 @@ def _finish(data: Path, dataset, splits: Mapping[str, Sequence[Record]], tmp: Pa
     run = run_info(data, dataset, settings, outcome, labels)
     write_json(tmp / "run.json", run)
     publish_folder(tmp, out)  # a --force'd previous run is swapped out, then removed
+    remove_backup(settings.backup_dir)  # only now: a chief killed before this resumes from it
     return _result(out, dataset, outcome, chief)
 
 

@@ -261,7 +261,7 @@ def _train(dataset, splits: Mapping[str, Sequence[Record]], tmp: Path, settings,
     interrupted = _run_phases(model, inputs, monitor, backup, tmp, settings, pretrained, strategy, report)
     monitor.restore_best()
     model.save(tmp / "model.keras")
-    backup.finish(tmp)
+    backup.collect(tmp)
     shutil.rmtree(tmp / "cache", ignore_errors=True)
     report(f"best epoch {monitor.best_epoch + 1}: validation balanced accuracy {monitor.best_score:.3f}; "
            f"evaluating on {len(splits['test'])} test images")
