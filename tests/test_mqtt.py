@@ -323,3 +323,20 @@ def test_user_and_password_from_config_and_environment(tmp_path, broker):
     bad.write_text('mqtt = "tcp://x"\n')
     with pytest.raises(ConfigError, match="mqtt: 'tcp://x' is not mqtt://HOST"):
         load_config(bad)
+    for prefix in ("clinic/#", "a//b", "+/x", "/abs"):
+        bad.write_text(f'mqtt_prefix = "{prefix}"\n')
+        with pytest.raises(ConfigError, match="not a topic prefix"):
+            load_config(bad)
+
+
+def test_a_ca_file_that_cannot_be_read_is_one_line(bundle_dir, tmp_path):
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(f'mqtt_ca = "{tmp_path / "missing.pem"}"\n')
+    video = write_video(tmp_path / "v.mp4", [colour_image("red", seed=i) for i in range(3)])
+    done = subprocess.run([sys.executable, "-m", "edge", "run", "--model", str(bundle_dir), "--source", str(video),
+                           "--config", str(cfg), "--mqtt", f"mqtts://127.0.0.1:{free_port()}"],
+                          capture_output=True, text=True, env=edge_env(), timeout=60, cwd=ROOT)
+    assert done.returncode == 1, done.stderr
+    err = done.stderr.strip().splitlines()
+    assert any(line.startswith("error: mqtt_ca: cannot use") for line in err), done.stderr
+    assert "Traceback" not in done.stderr

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, first_line
 from edge.results import FrameResult, RunStats
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,16 @@ def parse_broker(url: str, key: str = "--mqtt") -> tuple[str, str, int]:
         raise ConfigError(f"{key}: a user or password in the broker address is visible to every local user; "
                           f"put them in the config (mqtt_user, mqtt_password) or in {ENV_USER} / {ENV_PASSWORD}.")
     return parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme]
+
+
+def check_prefix(prefix: str, key: str = "mqtt_prefix") -> str:
+    """A topic prefix MQTT can publish under: no wildcards, no empty level, no NUL, not too long."""
+    p = prefix.strip().rstrip("/")
+    if not p or len(p) > 200 or any(c in p for c in "#+\0") or "//" in p or p.startswith("/"):
+        raise ConfigError(f"{key}: {prefix!r} is not a topic prefix MQTT can publish under.",
+                          "Use levels of letters, digits, - and _ joined by /, e.g. \"clinic/room-2\" "
+                          "(no # or +, no empty level).")
+    return p
 
 
 def node_id(name: str) -> str:
@@ -199,7 +209,13 @@ class MqttSink:
                 if not (self.connected and self._queue):
                     return
                 topic, payload, retain = self._queue.popleft()
-            info = self.client.publish(topic, payload, qos=self.settings.qos, retain=retain)
+            try:
+                info = self.client.publish(topic, payload, qos=self.settings.qos, retain=retain)
+            except (ValueError, OSError) as e:  # paho refused this one message: drop it, keep going
+                log.warning(f"mqtt: cannot publish to {topic!r} ({first_line(e)}); message dropped")
+                with self._wake:
+                    self.dropped += 1
+                continue
             with self._wake:
                 if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
                     self.published += 1

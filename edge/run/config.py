@@ -170,6 +170,13 @@ def _broker(key: str, value: Any) -> str | None:
     return v or None
 
 
+def _prefix(key: str, value: Any) -> str | None:
+    from edge.outputs.mqtt import check_prefix  # noqa: PLC0415
+
+    v = _string(key, value)
+    return check_prefix(v, key) if v.strip() else None
+
+
 def parse_listen(text: str, key: str = "--http") -> tuple[str, int]:
     """"HOST:PORT", ":PORT" (127.0.0.1) or "[v6]:PORT" -> (host, port); ConfigError naming ``key``."""
     m = re.match(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$", text.strip())
@@ -184,7 +191,7 @@ TOP: dict[str, Check] = {
     "reset_after": _int(0), "camera": _camera, "source": _optional_string, "camera_size": _size,
     "realtime": _bool, "max_frames": _int(1), "duration": _float(0.0, low_open=True),
     "jsonl": _optional_string, "fsync": _bool, "http": _listen, "token": _optional_string, "quiet": _bool,
-    "mqtt": _broker, "mqtt_prefix": _optional_string, "mqtt_ca": _optional_string, "mqtt_user": _optional_string,
+    "mqtt": _broker, "mqtt_prefix": _prefix, "mqtt_ca": _optional_string, "mqtt_user": _optional_string,
     "mqtt_password": _optional_string, "mqtt_qos": _int(0, 2), "mqtt_buffer": _int(1, 1_000_000),
     "mqtt_stats_interval": _float(0.1, 3600.0), "mqtt_keepalive": _int(5, 3600), "mqtt_discovery": _bool,
     "device_name": _optional_string,
