@@ -256,6 +256,24 @@ def test_sigterm_stops_cleanly_within_2s(bundle_dir, long_video, tmp_path, notif
     assert messages[0].startswith("READY=1") and messages[-1].startswith("STOPPING=1")
 
 
+def test_sighup_stops_as_cleanly_as_sigterm(bundle_dir, long_video, tmp_path, notify_socket):
+    sock, path = notify_socket
+    out = tmp_path / "run.jsonl"
+    run = Running("--model", str(bundle_dir), "--source", str(long_video), "--jsonl", str(out),
+                  env=edge_env(NOTIFY_SOCKET=path))
+    try:
+        run.wait_for(lambda: len(jsonl_rows(out)) >= 3)
+        run.proc.send_signal(signal.SIGHUP)
+        rc = run.proc.wait(timeout=5)
+    finally:
+        run.stop()
+    run._reader.join(2)
+    assert rc == 0, run.lines
+    assert any(line.startswith("stopped: ") for line in run.lines) and out.read_text().endswith("\n")
+    messages = drain(sock)
+    assert messages[-1].startswith("STOPPING=1")
+
+
 def test_live_page_line_carries_the_token_on_a_terminal(bundle_dir, long_video):
     import pty
 
@@ -332,3 +350,29 @@ def test_demo_sample_video_shows_the_gate_and_smoothing(bundle_dir, tmp_path):
     assert {"too dark", "too bright"} <= reasons, reasons
     statuses = [r["status"] for r in rows]
     assert "uncertain" in statuses and all(r["label"] is None for r in rows if r["status"] != "ok")
+
+
+def test_token_from_a_file(bundle_dir, long_video, tmp_path):
+    from edge.run.config import read_token_file
+
+    secret = tmp_path / "token"
+    secret.write_text("f1le-t0ken\n")
+    run = Running("--model", str(bundle_dir), "--source", str(long_video), "--http", "127.0.0.1:0",
+                  "--token-file", str(secret), "--max-frames", "40")
+    try:
+        run.wait_for(lambda: any(line.startswith("live page: ") for line in run.lines))
+        page = next(line for line in run.lines if line.startswith("live page: ")).split()[2]
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(page + "api/stats", timeout=5)
+        assert json.load(urllib.request.urlopen(page + "api/stats?token=f1le-t0ken", timeout=5))["frames"]
+    finally:
+        run.stop()
+    for content, needle in (("", "is empty"), ("x" * 5000, "bytes; a token file holds one short line")):
+        secret.write_text(content)
+        with pytest.raises(ConfigError, match=needle):
+            read_token_file(str(secret))
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        read_token_file(str(tmp_path))
+    done = edge_run("--model", str(bundle_dir), "--source", str(long_video), "--http", "127.0.0.1:0",
+                    "--token-file", str(tmp_path / "missing"))
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith("error: token_file: cannot read")

@@ -328,3 +328,24 @@ def test_wildcard_bind_reports_a_reachable_address():
         assert get(live, "/healthz")[0] == 503  # answered on the address it reports
     finally:
         live.close()
+
+
+def test_clients_that_go_away_mid_request_give_one_line_not_a_traceback(server, caplog):
+    import logging
+    import struct
+
+    caplog.set_level(logging.DEBUG, logger="edge.outputs.server")
+    host, port = server.url.split("//")[1].rstrip("/").rsplit(":", 1)
+    for _ in range(30):  # half a request, then a reset (SO_LINGER 0): the server's read fails
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"GET /api/stats HTTP/1.1\r\nHost: x\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    wait_until(lambda: server._httpd.errors.total >= 30, timeout=10)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert 1 <= len(warnings) <= 2, [r.getMessage() for r in warnings]
+    assert "went away mid-request (ConnectionResetError)" in warnings[0].getMessage()
+    assert not any(r.exc_info or r.exc_text for r in caplog.records)
+    assert "Traceback" not in caplog.text
+    status, _, body = get(server, "/api/stats")  # still serving
+    assert status == 200 and json.loads(body)

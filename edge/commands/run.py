@@ -68,7 +68,12 @@ def run(
         help="Serve the live page, /api/latest, /api/stats, /healthz and /metrics (e.g. 127.0.0.1:8080; "
              "0.0.0.0:8080 for the local network, with --token).")] = None,
     token: Annotated[str | None, typer.Option("--token", envvar="SKIN_EDGE_TOKEN", show_default=False,
-                                              help="Access token the live page requires.")] = None,
+                                              help="Access token the live page requires (visible to local "
+                                                   "users on a command line: prefer SKIN_EDGE_TOKEN or "
+                                                   "--token-file).")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", show_default=False, dir_okay=False,
+                                                    help="Read the access token from this file (its first "
+                                                         "line).")] = None,
     mqtt: Annotated[str | None, typer.Option(
         "--mqtt", show_default=False, metavar="URL",
         help="Publish results, stats and Home Assistant discovery to this broker: mqtt://HOST[:PORT] or "
@@ -107,7 +112,7 @@ def run(
         load_config(config), model=str(model) if model else None, camera=camera, source=source,
         device=device, threads=threads, labels=str(labels) if labels else None, top_k=top_k,
         smoothing=smoothing, threshold=threshold, max_frames=max_frames, duration=duration,
-        jsonl=str(jsonl) if jsonl else None, http=http, token=token, realtime=realtime, quiet=quiet,
+        jsonl=str(jsonl) if jsonl else None, http=http, token=token, token_file=str(token_file) if token_file else None, realtime=realtime, quiet=quiet,
         mqtt=mqtt)
     cfg = with_camera_controls(cfg, LensPosition=lens_position, AfMode=af_mode,
                                AeEnable=False if lock_exposure else None, AwbEnable=False if lock_awb else None)

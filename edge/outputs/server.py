@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from edge import DISCLAIMER
 from edge.errors import ConfigError
 from edge.outputs.annotate import annotate, drawable
+from edge.outputs.httplog import RequestErrors
 from edge.outputs.telemetry import ServerMetrics
 from edge.results import OK, UNCERTAIN, FrameResult, RunStats
 
@@ -276,10 +278,11 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, host: str, port: int, live: LiveServer) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.live = live
+        self.errors = RequestErrors()
         super().__init__((host, port), _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.warning("HTTP request from %s failed", client_address[0], exc_info=True)
+        self.errors.report(client_address[0], sys.exc_info()[1])  # one line, rate-limited
 
 
 def _jsonable(obj: Any) -> Any:

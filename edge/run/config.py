@@ -44,6 +44,7 @@ class RunConfig:
     fsync: bool = False
     http: str | None = None
     token: str | None = None
+    token_file: str | None = None  # read at start when no token is given (keeps it out of the command line)
     quiet: bool = False
     mqtt: str | None = None  # mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (edge/outputs/mqtt.py)
     mqtt_prefix: str | None = None
@@ -190,7 +191,8 @@ TOP: dict[str, Check] = {
     "top_k": _int(1, 1000), "threshold": _float(0.0, 1.0), "smoothing": _float(0.0, 1.0, low_open=True),
     "reset_after": _int(0), "camera": _camera, "source": _optional_string, "camera_size": _size,
     "realtime": _bool, "max_frames": _int(1), "duration": _float(0.0, low_open=True),
-    "jsonl": _optional_string, "fsync": _bool, "http": _listen, "token": _optional_string, "quiet": _bool,
+    "jsonl": _optional_string, "fsync": _bool, "http": _listen, "token": _optional_string,
+    "token_file": _optional_string, "quiet": _bool,
     "mqtt": _broker, "mqtt_prefix": _prefix, "mqtt_ca": _optional_string, "mqtt_user": _optional_string,
     "mqtt_password": _optional_string, "mqtt_qos": _int(0, 2), "mqtt_buffer": _int(1, 1_000_000),
     "mqtt_stats_interval": _float(0.1, 3600.0), "mqtt_keepalive": _int(5, 3600), "mqtt_discovery": _bool,
@@ -249,6 +251,38 @@ def _cross_check(cfg: RunConfig) -> None:
                           f"quality.max_brightness ({q.max_brightness}).")
     if r.max_delay < r.delay:
         raise ConfigError(f"reconnect.max_delay ({r.max_delay}) must not be below reconnect.delay ({r.delay}).")
+
+
+TOKEN_FILE_MAX = 4096
+
+
+def read_token_file(path: str, key: str = "token_file") -> str:
+    """The access token in ``path`` (first line, stripped): a regular file, small, not empty."""
+    import stat  # noqa: PLC0415
+
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{key}: {path} is not a regular file.", "Give a file holding the token.")
+        if info.st_size > TOKEN_FILE_MAX:
+            raise ConfigError(f"{key}: {path} is {info.st_size} bytes; a token file holds one short line.")
+        with open(path, "rb") as f:
+            text = f.read(TOKEN_FILE_MAX).decode("utf-8")
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {path} ({e.strerror}).", "Check the path and its permissions.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: {path} is not UTF-8 text.") from None
+    token = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not token:
+        raise ConfigError(f"{key}: {path} is empty.", "Write the token on its first line.")
+    return token
+
+
+def with_token(cfg: RunConfig) -> RunConfig:
+    """``token_file`` read into ``token`` when no token was given (a given token wins)."""
+    if cfg.token or not cfg.token_file:
+        return cfg
+    return replace(cfg, token=read_token_file(cfg.token_file))
 
 
 def default_config_path() -> Path | None:

@@ -1,7 +1,7 @@
 """``edge run``: load the model once, open the source, run the pipeline into its outputs.
 
 Outputs: the terminal line, ``--jsonl``, the live page (``--http``, :mod:`edge.outputs.server`) and the
-systemd notify protocol. SIGTERM and SIGINT stop capture, finish the frame in flight, flush the
+systemd notify protocol. SIGTERM, SIGINT and SIGHUP stop capture, finish the frame in flight, flush the
 outputs and release the camera; the process then exits 0 (in well under 2 s). A camera or stream
 lost for good raises SourceError, which the command turns into exit status 1 so systemd restarts
 the service.
@@ -24,7 +24,7 @@ from edge.errors import ConfigError
 from edge.outputs.notify import Notifier, NotifySink
 from edge.outputs.sinks import JsonlSink, TerminalSink
 from edge.results import RunStats, Sink
-from edge.run.config import RunConfig
+from edge.run.config import RunConfig, with_token
 from edge.run.pipeline import Pipeline, PipelineOptions, RunSummary
 from edge.sources.factory import make_source
 
@@ -116,6 +116,7 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
     from edge.model.load import load_model  # noqa: PLC0415
 
     _check(cfg)
+    cfg = with_token(cfg)
     out = out or sys.stdout
     source = make_source(cfg.source, cfg.camera, camera_size=cfg.camera_size,  # a bad path fails here, first
                          controls=cfg.picamera2)
@@ -173,9 +174,13 @@ def _status(pipeline: Pipeline) -> str:
 
 
 class _signals_stop:
-    """SIGTERM/SIGINT -> stop the pipeline after the frame in flight; a second one aborts."""
+    """SIGTERM/SIGINT/SIGHUP -> stop the pipeline after the frame in flight; a second one aborts.
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGHUP (the terminal closed, or `systemctl kill -s HUP`) stops as cleanly as SIGTERM: outputs
+    flushed, the summary logged, STOPPING=1 sent, exit 0, instead of the default of dying on the spot.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
     def __init__(self, pipeline: Pipeline, notify: NotifySink) -> None:
         self.pipeline, self.notify = pipeline, notify
