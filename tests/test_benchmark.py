@@ -171,9 +171,13 @@ def test_eval_folder_that_is_not_a_dataset(tflite_models, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("--runs", 0), "--runs must be at least 1 (got 0)"),
+    (("--runs", 0), "--runs must lie in 1..10,000,000 (got 0)"),
+    (("--runs", 10**12), "--runs must lie in 1..10,000,000 (got 1,000,000,000,000)"),
     (("--runs", 5, "--seconds", 1), "--runs and --seconds are alternatives"),
-    (("--seconds", 0), "--seconds must be more than 0"),
+    (("--seconds", 0), "--seconds must lie in (0, 3600]"),
+    (("--seconds", "inf"), "--seconds must lie in (0, 3600] (got inf)"),
+    (("--seconds", "nan"), "--seconds must lie in (0, 3600] (got nan)"),
+    (("--warmup", 10**9), "--warmup must lie in 0..100,000"),
     (("--variants", "fp16"), "Unknown variant fp16"),
     (("--variants", "int8", "--all-variants"), "--variants and --all-variants are alternatives"),
 ])
@@ -182,6 +186,17 @@ def test_bad_plan_refused_in_one_line(tflite_models, args, needle):
     assert result.exit_code == 1, result.output
     err = result.stderr.strip()
     assert err.startswith("error: ") and needle in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("command", ["benchmark", "classify", "verify"])
+def test_thread_counts_are_bounded(tflite_models, command):
+    result = runner.invoke(app, [command, *(["-m"] if command == "benchmark" else []),
+                                 *([str(tflite_models["float"])] if command != "verify" else []),
+                                 *(["--model", str(tflite_models["float"])] if command != "benchmark" else []),
+                                 "--threads", "1000000"])
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "Invalid value for '--threads'" in flat and "less than or equal to 256" in flat, flat
+    assert "Traceback" not in result.output
 
 
 def test_broken_model_fails_alone(tflite_models, broken_model, tmp_path):

@@ -376,3 +376,17 @@ def test_token_from_a_file(bundle_dir, long_video, tmp_path):
     done = edge_run("--model", str(bundle_dir), "--source", str(long_video), "--http", "127.0.0.1:0",
                     "--token-file", str(tmp_path / "missing"))
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith("error: token_file: cannot read")
+
+
+def test_a_run_in_which_every_frame_failed_exits_1(bundle_dir, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole JPEG")
+    out = tmp_path / "out.jsonl"
+    done = edge_run("--model", str(bundle_dir), "--source", str(folder), "--jsonl", str(out))
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: every one of the 3 frames failed (first: ") and "0.jpg" in last, last
+    assert "end of source: 3 frames processed (0 labelled, 0 uncertain, 3 errors)" in done.stderr
+    assert len(jsonl_rows(out)) == 3 and "Traceback" not in done.stderr  # the results are still all there

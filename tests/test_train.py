@@ -333,6 +333,19 @@ def test_fit_strict_stops_on_unreadable_image(tiny, tmp_path):
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob("run.tmp-*"))
 
 
+def test_fit_warns_about_a_class_without_a_usable_image(tiny, tmp_path):
+    data = tmp_path / "d"
+    shutil.copytree(tiny, data)
+    with open(data / HAM_METADATA, newline="", encoding="utf-8") as f:
+        df = [r["image_id"] for r in csv.DictReader(f) if r["dx"] == "df"]
+    for image_id in df:
+        image_path(data, image_id).write_bytes(b"\xff\xd8 broken")
+    result = invoke("fit", "--data", data, "--out", tmp_path / "run", *FIT, "--epochs", "1", "--json")
+    assert result.exit_code == 0, result.output
+    warning = "no usable training image for df: the model cannot learn this class"
+    assert warning in result.stderr and any(warning in w for w in json.loads(result.stdout)["warnings"])
+
+
 def test_fit_weights_path_that_does_not_exist(tiny, tmp_path):
     args = ["--image-size", "96", "--alpha", "0.35", "--weights", tmp_path / "nope.h5"]
     assert_one_line_error(invoke("fit", "--data", tiny, "--out", tmp_path / "run", *args), "no such file")

@@ -162,16 +162,22 @@ class BenchmarkReport(Report):
 # ---------------------------------------------------------------- measuring
 
 
+MAX_RUNS = 10_000_000  # 80 MB of samples
+MAX_SECONDS = 3600.0  # an hour of samples at 1 ms each stays near 100 MB
+MAX_WARMUP = 100_000
+
+
 def check_plan(runs: int | None, seconds: float | None, warmup: int) -> None:
     """Refuse a measurement plan that cannot give figures."""
     if runs is not None and seconds is not None:
         raise ConfigError("--runs and --seconds are alternatives.", "Pass one of them.")
-    if runs is not None and runs < 1:
-        raise ConfigError(f"--runs must be at least 1 (got {runs}).", "A latency needs at least one timed run.")
-    if seconds is not None and not seconds > 0:
-        raise ConfigError(f"--seconds must be more than 0 (got {seconds}).")
-    if warmup < 0:
-        raise ConfigError(f"--warmup cannot be negative (got {warmup}).")
+    if runs is not None and not 1 <= runs <= MAX_RUNS:
+        raise ConfigError(f"--runs must lie in 1..{MAX_RUNS:,} (got {runs:,}).",
+                          "A latency needs at least one timed run; for long measurements use --seconds.")
+    if seconds is not None and not 0 < seconds <= MAX_SECONDS:
+        raise ConfigError(f"--seconds must lie in (0, {MAX_SECONDS:.0f}] (got {seconds}).")
+    if not 0 <= warmup <= MAX_WARMUP:
+        raise ConfigError(f"--warmup must lie in 0..{MAX_WARMUP:,} (got {warmup:,}).")
 
 
 def random_input(model: Model, seed: int = 0) -> np.ndarray:

@@ -18,7 +18,8 @@ ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="A model bundle fo
 DeviceOpt = Annotated[str, typer.Option(
     "--device", "-d",
     help="auto (Edge TPU when present, else CPU), cpu, edgetpu, or a Coral device: usb, usb:N, pci, pci:N.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", "-t", min=1,
+MAX_THREADS = 256  # more interpreter threads than any board has cores only starves the machine
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", "-t", min=1, max=MAX_THREADS,
                                                 help="CPU threads for the interpreter \\[default: all cores].")]
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="labels.txt for a bare .tflite model.",
                                                 exists=True, dir_okay=False)]

@@ -46,7 +46,7 @@ def run(
         help="A video file, an image folder or glob, a single image, or a stream URL (rtsp://, http://).")] = None,
     device: DeviceOpt = None,  # type: ignore[assignment]
     threads: Annotated[int | None, typer.Option(
-        "--threads", "-t", min=1, show_default=False,
+        "--threads", "-t", min=1, max=256, show_default=False,
         help="CPU threads for the interpreter \\[default: all cores but one, left to capture].")] = None,
     labels: LabelsOpt = None,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, show_default=False,

@@ -20,7 +20,7 @@ from typing import Any, Callable, TextIO
 
 from edge import DISCLAIMER
 from edge.backends.devices import default_threads
-from edge.errors import ConfigError
+from edge.errors import ConfigError, EdgeError
 from edge.outputs.notify import Notifier, NotifySink
 from edge.outputs.sinks import JsonlSink, TerminalSink
 from edge.results import RunStats, Sink
@@ -164,6 +164,11 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
             log.info(summary_line(pipeline.summary))
         raise
     log.info(summary_line(summary))
+    f = summary.stats.frames
+    if f.processed and f.errors == f.processed:  # nothing was classified: that is no success
+        first = pipeline.stats.first_error
+        raise EdgeError(f"every one of the {f.processed} frames failed" + (f" (first: {first})" if first else ""),
+                        "Check the source: see the JSON lines' reasons.")
     return DaemonRun(summary, server.page_url if server is not None else None)
 
 

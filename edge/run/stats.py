@@ -30,6 +30,7 @@ class PipelineStats:
         self.last_result: float | None = None  # time.time() of the last result
         self.last_inference: float | None = None  # ... of the last result the model actually ran on
         self.labels: dict[str, int] = {}
+        self.first_error: str | None = None  # the reason of the first frame that failed
         self._latency: deque[float] = deque(maxlen=window)
         self._invoke: deque[float] = deque(maxlen=window)
         self._times: deque[float] = deque(maxlen=256)
@@ -52,6 +53,8 @@ class PipelineStats:
             self._latency.append(result.latency_ms)
             if result.status == ERROR:
                 self.errors += 1
+                if self.first_error is None and result.reasons:
+                    self.first_error = result.reasons[0]
                 return
             self.last_inference = result.timestamp
             self._invoke.append(result.times.invoke_ms)

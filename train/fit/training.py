@@ -114,7 +114,7 @@ def prepare_inputs(splits: Mapping[str, Sequence[Record]], labels: Sequence[str]
         failed = decoder.failed
         counts = [sum(1 for r in splits["train"] if r.label == label and str(r.path) not in failed) for label in labels]
         class_weight = balanced_class_weights(counts)
-    warnings = _unreadable(decoder.failed, settings.strict)
+    warnings = _unreadable(decoder.failed, settings.strict) + _unlearnable(splits["train"], labels, decoder.failed)
     for warning in warnings:
         report(f"warning: {warning}")
     if n_train == 0 or n_val == 0:
@@ -122,6 +122,20 @@ def prepare_inputs(splits: Mapping[str, Sequence[Record]], labels: Sequence[str]
                          "check the image files of the dataset")
     return Inputs(train, eval_batches(val, settings.batch_size), steps, n_train, n_val, class_weight,
                   len(decoder.failed), warnings)
+
+
+def _unlearnable(train: Sequence[Record], labels: Sequence[str], failed: Mapping[str, str]) -> tuple[str, ...]:
+    """A class with no readable training image is never learnt: say so instead of training silently."""
+    usable = {label: 0 for label in labels}
+    for r in train:
+        if str(r.path) not in failed:
+            usable[r.label] = usable.get(r.label, 0) + 1
+    empty = [label for label, n in usable.items() if n == 0]
+    if not empty:
+        return ()
+    return (f"no usable training image for {', '.join(empty)}: the model cannot learn "
+            f"{'this class' if len(empty) == 1 else 'these classes'} and will never predict "
+            f"{'it' if len(empty) == 1 else 'them'}; add readable images or replace the broken ones",)
 
 
 def _unreadable(failed: Mapping[str, str], strict: bool) -> tuple[str, ...]:
