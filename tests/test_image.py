@@ -183,3 +183,21 @@ def test_truncated_jpeg_with_an_end_marker_in_its_metadata():
     assert decode_image(with_thumbnail).shape == (120, 160, 3)
     with pytest.raises(ImageError, match="truncated"):
         decode_image(with_thumbnail[: len(with_thumbnail) * 2 // 3])
+
+
+def test_special_and_huge_files_are_refused_before_reading(tmp_path):
+    import os
+
+    from edge.ops.image import MAX_FILE_BYTES
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="pipe.jpg: is a FIFO, not an image file"):
+        load_image(fifo)  # returns at once: a FIFO is never opened
+    with pytest.raises(ImageError, match="is a character device, not an image file"):
+        load_image("/dev/zero")
+    sparse = tmp_path / "huge.jpg"
+    with open(sparse, "wb") as f:  # 40 GB on paper, no disk used
+        f.truncate(40_000_000_000)
+    with pytest.raises(ImageError, match=f"larger than any image it accepts \\({MAX_FILE_BYTES // 1_000_000} MB\\)"):
+        load_image(sparse)

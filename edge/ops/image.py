@@ -7,6 +7,7 @@ and decompression bombs refused before they reach the decoder.
 from __future__ import annotations
 
 import io
+import stat
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,9 @@ from edge.errors import ImageError
 
 # 64 megapixels: far above any dermatoscope or phone camera, far below a bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
+
+# the largest file read as an image: a 64-megapixel 16-bit TIFF is ~400 MB; checked before reading
+MAX_FILE_BYTES = 512_000_000
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -115,11 +119,30 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
+
+
 def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read and decode an image file; ImageError names the file and the problem."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device would never end
+            raise ImageError(f"{path}: is a {_kind(info.st_mode)}, not an image file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{path}: {info.st_size / 1e6:,.0f} MB is larger than any image it accepts "
+                             f"({MAX_FILE_BYTES // 1_000_000} MB)", "Resize or re-encode the image.")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows after the check
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageError(f"{path}: grew past {MAX_FILE_BYTES // 1_000_000} MB while being read")
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
