@@ -14,6 +14,7 @@ from typing import Any
 
 from edge.errors import BundleError
 from edge.util.atomic import atomic_folder, copy_file, write_text
+from edge.util.files import read_capped
 
 BUNDLE_FORMAT = "skin-edge-bundle"
 FORMAT_VERSION = 1
@@ -52,6 +53,10 @@ class Bundle:
         return path if path.is_file() else None
 
 
+LABELS_MAX_BYTES = 1_000_000
+META_MAX_BYTES = 10_000_000
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -63,7 +68,7 @@ def sha256_file(path: Path) -> str:
 def read_labels(path: Path) -> tuple[str, ...]:
     """One label per line, in output order; blank lines ignored."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_capped(path, LABELS_MAX_BYTES, "labels", BundleError).decode("utf-8")
     except FileNotFoundError:
         raise BundleError(f"Label file not found: {path}.", "Add labels.txt, one class per line.") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -106,9 +111,11 @@ def verify_checksums(bundle: Bundle, only: Path | None = None) -> None:
 def _read_meta(root: Path) -> dict[str, Any]:
     path = root / META_FILE
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(read_capped(path, META_MAX_BYTES, META_FILE, BundleError).decode("utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{root} has no {META_FILE}.", "Is this a bundle written by `train quantize`?") from None
+    except RecursionError:
+        raise BundleError(f"{path} is nested too deeply to be a bundle description.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{path} is not valid JSON ({e}).", "Copy the bundle again.") from None
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:

@@ -15,8 +15,10 @@ from functools import cache
 from pathlib import Path
 
 from edge.errors import ModelError
+from edge.util.files import read_capped
 
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
+MODEL_MAX_BYTES = 1_000_000_000  # a MobileNetV2 is a few MB; the largest Edge TPU models are well under this
 
 # TensorType enum of the TFLite schema (the part that matters for classifiers).
 TENSOR_TYPES = {
@@ -234,7 +236,7 @@ def read_tflite(path: Path) -> TFLiteFile:
     if path.is_dir():
         raise ModelError(f"{path} is a folder without model.tflite.", "Pass a bundle or a .tflite file.")
     try:
-        data = path.read_bytes()
+        data = read_capped(path, MODEL_MAX_BYTES, "model", ModelError)
     except OSError as e:
         raise ModelError(f"Cannot read {path}: {e.strerror}.", "Check its permissions.") from None
     return parse_tflite(data, path)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from edge.errors import ImageError
+from edge.util.files import kind
 
 # 64 megapixels: far above any dermatoscope or phone camera, far below a bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -119,14 +120,6 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-                       (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return name
-    return "special file"
-
-
 def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read and decode an image file; ImageError names the file and the problem."""
     path = Path(path)
@@ -135,7 +128,7 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError
         if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device would never end
-            raise ImageError(f"{path}: is a {_kind(info.st_mode)}, not an image file")
+            raise ImageError(f"{path}: is a {kind(info.st_mode)}, not an image file")
         if info.st_size > MAX_FILE_BYTES:
             raise ImageError(f"{path}: {info.st_size / 1e6:,.0f} MB is larger than any image it accepts "
                              f"({MAX_FILE_BYTES // 1_000_000} MB)", "Resize or re-encode the image.")

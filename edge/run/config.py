@@ -20,8 +20,10 @@ from edge.errors import ConfigError, DelegateError
 from edge.ops.quality import QualityThresholds
 from edge.sources.capture import Reconnect
 from edge.sources.picam import AF_MODES, CameraControls
+from edge.util.files import read_capped
 
 DEFAULT_CONFIG = Path("/etc/skin-edge/edge.toml")
+CONFIG_MAX_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -302,7 +304,7 @@ def load_config(path: str | Path | None = None) -> RunConfig:
         hint = "Give another with --config FILE, or none with SKIN_EDGE_CONFIG= (empty)."
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_capped(path, CONFIG_MAX_BYTES, "config", ConfigError).decode("utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config ({e.strerror}).", hint) from None
     except UnicodeDecodeError:
@@ -311,6 +313,8 @@ def load_config(path: str | Path | None = None) -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e}).") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config.") from None
     try:
         return replace(validate(data), path=str(path))
     except ConfigError as e:
