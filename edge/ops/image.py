@@ -7,14 +7,13 @@ and decompression bombs refused before they reach the decoder.
 from __future__ import annotations
 
 import io
-import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.errors import ImageError
-from edge.util.files import kind
+from edge.util.files import read_capped
 
 # 64 megapixels: far above any dermatoscope or phone camera, far below a bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -124,22 +123,11 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     """Read and decode an image file; ImageError names the file and the problem."""
     path = Path(path)
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError
-        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device would never end
-            raise ImageError(f"{path}: is a {kind(info.st_mode)}, not an image file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise ImageError(f"{path}: {info.st_size / 1e6:,.0f} MB is larger than any image it accepts "
-                             f"({MAX_FILE_BYTES // 1_000_000} MB)", "Resize or re-encode the image.")
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows after the check
-        if len(data) > MAX_FILE_BYTES:
-            raise ImageError(f"{path}: grew past {MAX_FILE_BYTES // 1_000_000} MB while being read")
+        data = read_capped(path, MAX_FILE_BYTES, "image", ImageError,
+                           too_large=f"larger than any image it accepts ({MAX_FILE_BYTES // 1_000_000} MB)",
+                           too_large_hint="Resize or re-encode the image.")
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder, not an image") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror})") from None
     try:

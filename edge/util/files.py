@@ -25,19 +25,22 @@ def kind(mode: int) -> str:
     return "special file"
 
 
-def read_capped(path: str | Path, limit: int, what: str, error: type[EdgeError] = EdgeError) -> bytes:
+def read_capped(path: str | Path, limit: int, what: str, error: type[EdgeError] = EdgeError, *,
+                too_large: str | None = None, too_large_hint: str | None = None) -> bytes:
     """The bytes of ``path``; ``error`` (one line naming the file) when it is not a regular file or
     is larger than ``limit`` bytes. OSError (a missing file, permissions, an I/O error) propagates,
-    for the caller to word with its own hint."""
+    for the caller to word with its own hint. ``too_large`` words the size refusal ("larger than
+    ..."; default: what a ``what`` file can be), ``too_large_hint`` says what to do about it."""
     path = Path(path)
+    article = "an" if what[:1] in "aeiou" else "a"
     info = os.stat(path)  # FileNotFoundError propagates
     if not stat.S_ISREG(info.st_mode):
-        raise error(f"{path}: is a {kind(info.st_mode)}, not a {what} file.", f"Give a regular {what} file.")
+        raise error(f"{path}: is a {kind(info.st_mode)}, not {article} {what} file.", f"Give a regular {what} file.")
     if info.st_size > limit:
-        raise error(f"{path}: {info.st_size / MB:,.1f} MB is larger than a {what} file can be "
-                    f"({limit / MB:,.0f} MB).")
+        phrase = too_large or f"larger than {article} {what} file can be ({limit / MB:,.0f} MB)"
+        raise error(f"{path}: {info.st_size / MB:,.1f} MB is {phrase}.", too_large_hint)
     with open(path, "rb") as f:  # OSError (permissions, I/O) is the caller's to word
-        data = f.read(limit + 1)
+        data = f.read(limit + 1)  # bounded even if the file grows after the check
     if len(data) > limit:
         raise error(f"{path}: grew past {limit / MB:,.0f} MB while being read.")
     return data
