@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -61,6 +63,12 @@ class FrameResult:
             "quality": {k: round(float(v), 3) for k, v in self.quality.items()},
             "disclaimer": DISCLAIMER,
         }
+
+    @cached_property
+    def json_line(self) -> str:
+        """:meth:`as_dict` as one compact JSON line (no newline): a --jsonl line, an MQTT result.
+        Computed once per result, however many outputs send it."""
+        return json.dumps(self.as_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
 class Sink(Protocol):

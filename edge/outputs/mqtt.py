@@ -154,7 +154,7 @@ class MqttSink:
     # ------------------------------------------------------------ the Sink protocol
 
     def publish(self, result: FrameResult, frame: np.ndarray | None) -> None:
-        payload = json.dumps(result.as_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        payload = result.json_line.encode("utf-8")
         self._send(f"{self.prefix}/result", payload)
         now = time.monotonic()
         if now - self._last_stats >= self.settings.stats_interval:

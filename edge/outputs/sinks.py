@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -96,7 +95,7 @@ class JsonlSink:
                             "Check that the folder exists and is writable.") from None
 
     def publish(self, result: FrameResult, frame: np.ndarray | None) -> None:
-        line = json.dumps(result.as_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = result.json_line + "\n"
         try:
             self._file.write(line)
             self._file.flush()
