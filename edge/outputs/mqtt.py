@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -275,8 +275,6 @@ class MqttSink:
 
 def mqtt_from_environment(settings: MqttSettings, environ: dict[str, str]) -> MqttSettings:
     """The user and password from SKIN_EDGE_MQTT_USER / SKIN_EDGE_MQTT_PASSWORD when set."""
-    from dataclasses import replace  # noqa: PLC0415
-
     user, password = environ.get(ENV_USER), environ.get(ENV_PASSWORD)
     return replace(settings, username=user if user else settings.username,
                    password=password if password else settings.password)

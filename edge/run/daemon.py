@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import threading
@@ -91,8 +92,6 @@ def _open_server(cfg: RunConfig, stats: Callable[[], RunStats]) -> Any:
 
 
 def _open_mqtt(cfg: RunConfig, stats: Callable[[], RunStats], server: Any) -> Sink:
-    import os  # noqa: PLC0415
-
     from edge.outputs.mqtt import MqttSettings, MqttSink, mqtt_from_environment  # noqa: PLC0415
 
     settings = mqtt_from_environment(MqttSettings(
