@@ -113,6 +113,22 @@ class Feeder:
             self.sink.publish(result, rgb)
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports free right now (all held open together while they are picked)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
 def wait_until(predicate, timeout: float = 5.0) -> None:
     """Poll ``predicate`` until it is true; AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import colour_image
-from helpers import Feeder, wait_until
+from helpers import Feeder, free_port, wait_until
 
 from edge import DISCLAIMER
 from edge.model.load import load_model
@@ -143,12 +142,6 @@ def test_page_without_the_token_is_refused(browser):
         assert "access token required" in browser.find_element("tag name", "body").text
     finally:
         live.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_video(path: Path, colours: list[tuple[str, int]], fps: int = 10) -> Path:

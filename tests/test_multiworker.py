@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +32,6 @@ def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mw") / "data"
     make_sample_dataset(root, n_lesions=42, seed=3, size=(300, 225))
     return root
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Worker:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import urllib.request
 from pathlib import Path
 
 import cv2
 import pytest
 from conftest import colour_image
-from helpers import MJPEGCamera, wait_until
+from helpers import MJPEGCamera, free_port, wait_until
 from live_systemd import Container, build_root, unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +28,6 @@ SOURCE_PARTS = ("edge", "train", "systemd", "pyproject.toml", "README.md", "LICE
 DROP_IN = "[Service]\nWatchdogSec=3s\nRestartSec=1s\n"
 
 pytestmark = [pytest.mark.slow, pytest.mark.systemd]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +50,7 @@ def box(tmp_path_factory, quantized_bundle):
         bundle = c.path("/opt/skin-edge/bundle")
         shutil.rmtree(bundle, ignore_errors=True)
         shutil.copytree(quantized_bundle, bundle)
-        c.port = _free_port()
+        c.port = free_port()
         yield c
         c.run("systemctl", "stop", UNIT, check=False)
 
