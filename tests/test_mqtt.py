@@ -21,7 +21,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import colour_image
-from helpers import wait_until, write_video
+from helpers import free_port, wait_until, write_video
 from prometheus_client import generate_latest
 
 from edge.errors import ConfigError
@@ -34,12 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed "
                                 "(scripts/test.sh installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:
@@ -112,6 +106,10 @@ class Subscriber:
             return [(p, r, t) for tp, p, r, t in self.messages if tp == topic]
 
     def close(self) -> None:
+        # A QoS 1 round trip first: the broker answers it only after the acknowledgements of what this
+        # session received, so a persistent session never gets those messages again after reconnecting.
+        if self.client.is_connected():
+            self.client.publish("test/sync", b"", qos=1).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
 
