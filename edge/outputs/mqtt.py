@@ -108,8 +108,7 @@ ENTITIES = (
 class MqttSink:
     """A Sink that publishes results and statistics to an MQTT broker; thread-safe."""
 
-    def __init__(self, settings: MqttSettings, stats: Callable[[], RunStats | None] | None = None,
-                 *, client_factory: Callable[..., object] | None = None) -> None:
+    def __init__(self, settings: MqttSettings, stats: Callable[[], RunStats | None] | None = None) -> None:
         import paho.mqtt.client as mqtt  # noqa: PLC0415
 
         self.settings, self._stats = settings, stats
@@ -124,8 +123,7 @@ class MqttSink:
         self._ever_connected = self._lost_logged = False
         self._last_stats = time.monotonic()
         self._mqtt = mqtt
-        factory = client_factory or mqtt.Client
-        self.client = factory(mqtt.CallbackAPIVersion.VERSION2, client_id=f"skin-edge-{node_id(settings.device_name)}",
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"skin-edge-{node_id(settings.device_name)}",
                               protocol=mqtt.MQTTv311)
         self.client.will_set(self.availability, "offline", qos=settings.qos, retain=True)
         user = settings.username
