@@ -176,7 +176,8 @@ def test_edge_run_serves_the_live_page(browser, bundle_dir, tmp_path):
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "edge", "run", "--model", str(bundle_dir), "--source", str(video),
            "--http", f"127.0.0.1:{port}", "--token", "e2e", "--duration", "30", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # a fatal error at exit shows every thread's stack
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_until(lambda: proc.poll() is not None or http_get(base + "/healthz")[0] == 200, timeout=20)
         assert proc.poll() is None, proc.communicate()[1]
@@ -193,8 +194,8 @@ def test_edge_run_serves_the_live_page(browser, bundle_dir, tmp_path):
         assert http_get(base + "/api/latest")[0] == 401
 
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
-        _, err = proc.communicate()
+        _, err = proc.communicate(timeout=5)
+        assert proc.returncode == 0, err[-3000:]
         assert f"live page: {base}/ (open it with ?token=TOKEN" in err and "e2e" not in err  # not a terminal
     finally:
         if proc.poll() is None:

@@ -321,6 +321,31 @@ def test_close_is_fast_and_idempotent(server):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 
 
+def test_close_leaves_no_request_thread_behind(model, caplog):
+    """Idle connections (a browser's preconnected sockets), half-sent requests and a stream viewer are
+    all cut at close, and their threads have ended when close returns: a request thread still running
+    while the interpreter exits can abort the process."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="edge.outputs.server")
+    live = LiveServer("127.0.0.1", 0).start()
+    idle = [socket.create_connection(("127.0.0.1", live.port)) for _ in range(3)]
+    half = socket.create_connection(("127.0.0.1", live.port))
+    half.sendall(b"GET /api/stats HTTP/1.1\r\nHost: x\r\n")
+    with Feeder(live, model, "red", hz=50):
+        conn, reader = open_stream(live)
+        reader.next_image()
+        wait_until(lambda: len(live._httpd._active) == 5, timeout=5)
+        threads = list(live._httpd._active)
+        t0 = time.monotonic()
+        live.close()
+        assert time.monotonic() - t0 < 2.5
+    assert not live._httpd._active and not any(t.is_alive() for t in threads)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # cut by close: no complaint
+    for s in idle + [half, conn]:
+        s.close()
+
+
 def test_wildcard_bind_reports_a_reachable_address():
     live = LiveServer("0.0.0.0", 0).start()
     try:

@@ -3,8 +3,9 @@
 A :class:`LiveServer` is a result sink. ``publish`` only stores the newest result and frame and
 updates the metrics; JPEG encoding happens in the threads of connected viewers, at most
 ``max_stream_fps`` times a second, so the inference thread never waits for the network.
-Only the standard library serves HTTP. The frame is drawn by :mod:`edge.outputs.annotate`; /metrics
-comes from the private registry of :mod:`edge.outputs.telemetry`.
+Only the standard library serves HTTP (the routes are in :mod:`edge.outputs.handler`). The frame
+is drawn by :mod:`edge.outputs.annotate`; /metrics comes from the private registry of
+:mod:`edge.outputs.telemetry`.
 """
 
 from __future__ import annotations
@@ -12,38 +13,27 @@ from __future__ import annotations
 import errno
 import hmac
 import html
-import json
 import logging
-import math
-import re
 import socket
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Callable
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
 import cv2
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge import DISCLAIMER
 from edge.errors import ConfigError
 from edge.outputs.annotate import annotate, drawable
-from edge.outputs.httplog import RequestErrors
+from edge.outputs.handler import HTTPServer
 from edge.outputs.telemetry import ServerMetrics
 from edge.results import OK, UNCERTAIN, FrameResult, RunStats
 
 log = logging.getLogger(__name__)
 
-BOUNDARY = "frame"
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-# Each image is followed at once by the next part's boundary and headers: browsers show an image
-# only when the next part begins, so this shows it now rather than one frame late.
-_PART_HEAD = f"\r\n--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
-_TOKEN_RE = re.compile(r"token=[^&\s]*")
 
 
 # ---------------------------------------------------------------- server
@@ -71,7 +61,7 @@ class LiveServer:
         self.counts = {"requests": 0, "unauthorized": 0, "not_found": 0, "jpeg_encoded": 0}
         self._count_lock = threading.Lock()
         self._started = time.monotonic()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._static = _load_static(self.token)
         self.metrics = ServerMetrics(self._run_stats, lambda: self._seq)
@@ -80,7 +70,7 @@ class LiveServer:
     def start(self) -> "LiveServer":
         """Bind and serve in a background thread; a port in use raises ConfigError."""
         try:
-            self._httpd = _HTTPServer(self.host, self.port, self)
+            self._httpd = HTTPServer(self.host, self.port, self)
         except OSError as e:
             raise _bind_error(self.host, self.port, e) from None
         self.port = self._httpd.server_address[1]
@@ -115,7 +105,8 @@ class LiveServer:
             except OSError:
                 log.debug("stream socket already closed")
         if self._httpd is not None:
-            self._httpd.shutdown()
+            self._httpd.shutdown()  # no new connections
+            self._httpd.drain(1.5)  # no request thread left running when the process exits
             self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
@@ -270,144 +261,3 @@ def _bind_error(host: str, port: int, e: OSError) -> ConfigError:
     reason = e.strerror or str(e)
     return ConfigError(f"cannot listen on {host}:{port}: {reason}; "
                        "give an address of this machine with --http HOST:PORT")
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, host: str, port: int, live: LiveServer) -> None:
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.live = live
-        self.errors = RequestErrors()
-        super().__init__((host, port), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self.errors.report(client_address[0], sys.exc_info()[1])  # one line, rate-limited
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON: numpy scalars to Python, NaN and infinities to null."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj if isinstance(obj, (str, int, float, bool, type(None))) else str(obj)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "skin-edge"
-    sys_version = ""
-    timeout = 15  # seconds a silent client may hold a thread
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        live = self.server.live
-        live.count("requests")
-        url = urlsplit(self.path)
-        route = url.path
-        if route == "/healthz":
-            ok, body = live.health()
-            return self._json(200 if ok else 503, body)
-        if not live.authorized(parse_qs(url.query), self.headers.get("Authorization")):
-            live.count("unauthorized")
-            return self._json(401, {"error": "access token required",
-                                    "hint": "add ?token=TOKEN to the address or send Authorization: Bearer TOKEN"},
-                              [("WWW-Authenticate", 'Bearer realm="skin-edge"')])
-        handler = self._routes().get(route)
-        if handler is not None:
-            return handler()
-        page = live.static("index.html" if route == "/" else route[1:])
-        if page is None:
-            live.count("not_found")
-            return self._json(404, {"error": f"no such path: {route}"})
-        return self._send(200, page[0], page[1])
-
-    do_HEAD = do_GET
-
-    def _not_allowed(self) -> None:
-        self._json(405, {"error": f"method {self.command} not allowed"}, [("Allow", "GET, HEAD")])
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
-
-    def _routes(self) -> dict[str, Callable[[], None]]:
-        return {"/api/latest": self._latest, "/api/stats": self._stats, "/metrics": self._metrics,
-                "/snapshot.jpg": self._snapshot, "/stream.mjpg": self._stream}
-
-    def _latest(self) -> None:
-        result = self.server.live.latest()
-        if result is None:
-            return self._json(503, {"error": "no result yet", "disclaimer": DISCLAIMER})
-        self._json(200, result.as_dict())
-
-    def _stats(self) -> None:
-        self._json(200, self.server.live.stats())
-
-    def _metrics(self) -> None:
-        self._send(200, generate_latest(self.server.live.metrics.registry), CONTENT_TYPE_LATEST)
-
-    def _snapshot(self) -> None:
-        got = self.server.live.jpeg()
-        if got is None:
-            return self._json(503, {"error": "no frame yet"})
-        self._send(200, got[1], "image/jpeg")
-
-    def _stream(self) -> None:
-        live = self.server.live
-        if self.command == "HEAD":
-            return self._send(200, b"", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-        if not live.add_stream(self.connection):
-            return self._json(503, {"error": "too many viewers"}, [("Retry-After", "5")])
-        try:
-            self.send_response(200)
-            self._common_headers(f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(_PART_HEAD[2:])
-            self._stream_parts(live)
-        except OSError as e:  # the viewer went away or the server is closing
-            log.debug("stream viewer left: %s", e)
-        finally:
-            live.remove_stream(self.connection)
-            self.close_connection = True
-
-    def _stream_parts(self, live: LiveServer) -> None:
-        seen = -1
-        while not live.closing.is_set():
-            if live.wait_new(seen, timeout=1.0) == seen:
-                continue
-            got = live.jpeg()
-            if got is None or live.closing.is_set():
-                continue
-            seen, jpeg = got
-            self.wfile.write(jpeg + _PART_HEAD)
-            self.wfile.flush()
-            live.closing.wait(live.min_interval)
-
-    def _common_headers(self, content_type: str) -> None:
-        self.send_header("Content-Type", content_type)
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Content-Security-Policy",
-                         "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'")
-
-    def _send(self, code: int, body: bytes, content_type: str, extra: list[tuple[str, str]] = ()) -> None:
-        self.send_response(code)
-        self._common_headers(content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in extra:
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, code: int, obj: Any, extra: list[tuple[str, str]] = ()) -> None:
-        body = json.dumps(_jsonable(obj), separators=(",", ":")).encode()
-        self._send(code, body, "application/json", extra)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
-        log.debug("%s %s", self.address_string(), _TOKEN_RE.sub("token=***", format % args))
