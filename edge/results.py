@@ -31,7 +31,8 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """One processed frame. ``top`` holds smoothed probabilities; ``status`` says if they can be shown."""
+    """One processed frame. ``top`` holds smoothed probabilities (a still image's own: stills are
+    never smoothed); ``status`` says if they can be shown."""
 
     timestamp: float  # time.time() when the result was ready
     frame_index: int  # index of the frame in the source (counts dropped frames too)
@@ -43,6 +44,7 @@ class FrameResult:
     latency_ms: float = 0.0  # frame capture -> result ready
     fps: float = 0.0
     quality: dict[str, float] = field(default_factory=dict)  # e.g. {"sharpness": .., "brightness": ..}
+    image: str | None = None  # the still image's path (a folder run); None for a camera, video or stream
 
     @property
     def label(self) -> str | None:
@@ -51,8 +53,9 @@ class FrameResult:
 
     def as_dict(self) -> dict[str, Any]:
         t = self.times
+        where = {"image": self.image} if self.image is not None else {}
         return {
-            "timestamp": round(self.timestamp, 3), "frame": self.frame_index, "status": self.status,
+            **where, "timestamp": round(self.timestamp, 3), "frame": self.frame_index, "status": self.status,
             "reasons": list(self.reasons), "label": self.label,
             "score": round(self.top[0].score, 4) if self.top else None,
             "top_k": [p.as_dict() for p in self.top], "raw_top_k": [p.as_dict() for p in self.raw_top],

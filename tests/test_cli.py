@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import LABELS
+from conftest import LABELS, colour_image
 from typer.testing import CliRunner
 
 from edge.cli import app
@@ -69,10 +69,15 @@ def test_classify_json(bundle_dir, colour_files):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["device"] == "cpu" and "Not a medical diagnosis" in data["disclaimer"]
-    labels = [r["label"] for r in data["results"]]
-    assert labels == list(colour_files)  # each colour recognised, order kept
+    tops = [r["top_k"][0]["label"] for r in data["results"]]
+    assert tops == list(colour_files)  # each colour recognised, order kept
+    # the same quality gate as edge run: the blue picture (mean luminance 58) is too dark to be labelled
+    status = {r["image"].rsplit("/", 1)[-1]: (r["status"], r["reasons"], r["label"]) for r in data["results"]}
+    assert status["blue.jpg"] == ("uncertain", ["too dark"], None)
+    assert status["red.jpg"] == ("ok", [], "red") and status["yellow.jpg"][2] == "yellow"
     first = data["results"][0]
     assert len(first["top_k"]) == 2 and first["time_ms"] > 0 and 0 < first["score"] <= 1
+    assert first["quality"]["brightness"] > 60 and first["quality"]["sharpness"] > 8
 
 
 def test_classify_bad_image_does_not_stop_the_others(bundle_dir, colour_files, tmp_path):
@@ -82,10 +87,10 @@ def test_classify_bad_image_does_not_stop_the_others(bundle_dir, colour_files, t
     text.write_text("hello")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    files = [colour_files["red"], corrupt, text, empty, tmp_path / "missing.jpg", colour_files["blue"]]
+    files = [colour_files["red"], corrupt, text, empty, tmp_path / "missing.jpg", colour_files["green"]]
     result = invoke("classify", *files, "--model", bundle_dir)
     assert result.exit_code == 1
-    assert f"{colour_files['red']}: red" in result.stdout and f"{colour_files['blue']}: blue" in result.stdout
+    assert f"{colour_files['red']}: red" in result.stdout and f"{colour_files['green']}: green" in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 4 and "truncated" in errors[0] and "not an image" in errors[1]
     assert "empty" in errors[2] and "no such file" in errors[3]
@@ -140,6 +145,28 @@ def test_classify_image_too_small_for_the_model_fails_alone(bundle_dir, colour_f
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {tiny}: image too small (1x1)"]
     assert "1 of 2 images failed" in result.stderr
+
+
+def test_classify_never_labels_a_black_blown_out_blurred_or_tiny_image(bundle_dir, colour_files, tmp_path):
+    import cv2
+    import numpy as np
+
+    red = colour_image("red", (240, 320), seed=3)
+    cases = {"black.png": np.zeros((240, 320, 3), np.uint8), "white.png": np.full((240, 320, 3), 255, np.uint8),
+             "blurred.png": cv2.GaussianBlur(red, (0, 0), 12), "small.png": red[:16, :16],
+             "five.png": red[:5, :5]}
+    for name, img in cases.items():
+        cv2.imwrite(str(tmp_path / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    result = invoke("classify", *(tmp_path / n for n in cases), "--model", bundle_dir, "--json")
+    assert result.exit_code == 1  # the 5x5 image cannot be classified at all
+    rows = {r["image"].rsplit("/", 1)[-1]: r for r in json.loads(result.stdout)["results"]}
+    assert rows["five.png"]["status"] == "error" and rows["five.png"]["reasons"] == [f"{tmp_path / 'five.png'}: image too small (5x5)"]
+    for name, reason in [("black.png", "too dark"), ("white.png", "too bright"), ("blurred.png", "too blurry"),
+                         ("small.png", "too small")]:
+        r = rows[name]
+        assert r["status"] == "uncertain" and reason in r["reasons"] and r["label"] is None, r
+    text = invoke("classify", tmp_path / "black.png", "--model", bundle_dir)
+    assert text.exit_code == 0 and f"{tmp_path / 'black.png'}: uncertain (too dark" in text.stdout
 
 
 def test_classify_shows_the_full_disclaimer(bundle_dir, colour_files):

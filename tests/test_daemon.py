@@ -161,17 +161,20 @@ def test_run_over_a_folder_writes_json_lines(bundle_dir, tmp_path):
     (folder / "1a.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a whole JPEG")
     out = tmp_path / "out.jsonl"
     out.write_text('{"earlier": true}\n')
-    done = edge_run("--model", str(bundle_dir), "--source", str(folder), "--jsonl", str(out), "--smoothing", "1")
-    assert done.returncode == 0, done.stderr
+    done = edge_run("--model", str(bundle_dir), "--source", str(folder), "--jsonl", str(out))
+    assert done.returncode == 1, done.stderr  # as edge classify: a failed image fails the run...
     assert done.stdout == ""  # not a terminal: no live line
     rows = jsonl_rows(out)
     assert rows[0] == {"earlier": True}  # appended, not overwritten
-    assert all(set(r) == JSONL_KEYS for r in rows[1:])
-    assert [r["status"] for r in rows[1:]] == ["ok", "ok", "error", "ok"]  # the corrupt file failed alone
+    assert all(set(r) == JSONL_KEYS | {"image"} for r in rows[1:])  # each line names its image
+    assert [r["image"] for r in rows[1:]] == [str(folder / n) for n in ("0.png", "1.png", "1a.jpg", "2.png")]
+    assert [r["status"] for r in rows[1:]] == ["ok", "ok", "error", "ok"]  # ...but the corrupt file failed alone
     assert [r["label"] for r in rows[1:]] == ["red", "green", None, "yellow"]
+    # unrelated photos are never smoothed together (the default smoothing is on): each result is its own
+    assert all(r["top_k"] == r["raw_top_k"] for r in rows[1:] if r["status"] != "error")
     assert "1a.jpg" in rows[3]["reasons"][0]
     assert "end of source: 4 frames processed (3 labelled, 0 uncertain, 1 errors)" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert "1 of 4 images failed" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_json_lines_to_a_pipe(bundle_dir, long_video, tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,16 @@ from edge.commands._common import (
     note,
     print_json,
 )
+
+if TYPE_CHECKING:
+    from edge.model.classify import FileResult
+
+
+def result_text(r: "FileResult") -> str:
+    """The top-k with full names when the status is ok; otherwise why there is no label."""
+    if r.status == "ok":
+        return "  ".join(f"{p.title} {p.score:.3f}" for p in r.top)
+    return f"uncertain ({', '.join(r.reasons)})"
 
 
 def register(app: typer.Typer) -> None:
@@ -32,8 +42,12 @@ def classify(
     threads: ThreadsOpt = None,
     labels: LabelsOpt = None,
     json_out: JsonFlag = False,
+    threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0,
+                                             help="A top score below this is 'uncertain (low confidence)'.")] = 0.5,
 ) -> None:
-    """Classify each image; a bad image is reported and the others still run (exit 1 if any failed)."""
+    """Classify each image on its own, through the same quality gate as `edge run`: each result is ok,
+    uncertain (with its reasons) or an error. A bad image is reported and the others still run
+    (exit 1 if any failed)."""
     from edge import DISCLAIMER  # noqa: PLC0415
     from edge.model.classify import classify_files  # noqa: PLC0415
     from edge.model.load import load_model  # noqa: PLC0415
@@ -42,14 +56,12 @@ def classify(
     for line in m.notes:
         note(line)
     results = []
-    for r in classify_files(m, images, k=top_k):
+    for r in classify_files(m, images, k=top_k, threshold=threshold):
         results.append(r)
-        if r.ok:
-            if not json_out:
-                tops = "  ".join(f"{p.label} {p.score:.3f}" for p in r.top)
-                typer.echo(f"{r.path}: {tops}  ({r.time_ms:.1f} ms)")
-        else:
+        if not r.ok:
             typer.echo(f"error: {r.error}", err=True)
+        elif not json_out:
+            typer.echo(f"{r.path}: {result_text(r)}  ({r.time_ms:.1f} ms)")
     if json_out:
         print_json({"model": str(m.path), "runtime": f"{m.runtime.name} {m.runtime.version}",
                     "device": m.device, "disclaimer": DISCLAIMER,

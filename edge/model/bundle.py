@@ -45,12 +45,43 @@ class Bundle:
         ps = self.meta.get("input", {}).get("pixel_scaling") or {}
         return float(ps.get("scale", 1.0)), float(ps.get("offset", 0.0))
 
+    @property
+    def display_names(self) -> dict[str, str]:
+        return display_names(self.labels, self.meta)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Which model this is, for a person and for the archive: name, the model file's SHA-256,
+        what it was trained on (``synthetic`` when that was the built-in sample data)."""
+        files = self.meta.get("files") or {}
+        sha = (files.get(self.model_path.name) or {}).get("sha256")
+        trained = self.meta.get("trained_on") if isinstance(self.meta.get("trained_on"), dict) else {}
+        return {"name": self.name, "file": self.model_path.name, "sha256": sha,
+                "short_sha256": sha[:12] if isinstance(sha, str) else None,
+                "created": self.meta.get("created"), "trained_on": trained}
+
     def variant(self, kind: str) -> Path | None:
         """The file of a variant (int8, float, edgetpu) when the bundle has it."""
         if self.root is None:
             return None
         path = self.root / VARIANTS[kind]
         return path if path.is_file() else None
+
+
+# What a person reads next to HAM10000's codes, when model.json has no display_names of its own.
+HAM10000_NAMES = {
+    "akiec": "Actinic keratosis / intraepithelial carcinoma", "bcc": "Basal cell carcinoma",
+    "bkl": "Benign keratosis", "df": "Dermatofibroma", "mel": "Melanoma", "nv": "Melanocytic nevus",
+    "vasc": "Vascular lesion",
+}
+
+
+def display_names(labels: tuple[str, ...] | list[str] | None, meta: dict[str, Any] | None = None) -> dict[str, str]:
+    """Code -> full name for every label: model.json's ``display_names``, else HAM10000's name, else the code."""
+    given = (meta or {}).get("display_names")
+    given = {str(k): str(v) for k, v in given.items() if isinstance(v, str) and v.strip()} \
+        if isinstance(given, dict) else {}
+    return {code: given.get(code) or HAM10000_NAMES.get(code) or code for code in (labels or ())}
 
 
 LABELS_MAX_BYTES = 1_000_000
@@ -228,7 +259,8 @@ def write_bundle(out: str | Path, *, model: Path, labels: list[str] | tuple[str,
         meta: dict[str, Any] = {
             "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, "name": name or out.name,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "labels": list(labels), "num_classes": len(labels), **describe_model(tmp / MODEL_FILE),
+            "labels": list(labels), "num_classes": len(labels), "display_names": display_names(labels),
+            **describe_model(tmp / MODEL_FILE),
             "files": {n: file_entry(tmp / n) for n in (MODEL_FILE, FLOAT_FILE, EDGETPU_FILE)
                       if (tmp / n).is_file()},
         }

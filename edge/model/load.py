@@ -66,6 +66,7 @@ class Model:
         self.bundle, self.path, self.interpreter, self.spec = bundle, path, interpreter, spec
         self.runtime, self.device, self.threads, self.graph, self.notes = runtime, device, threads, graph, notes
         self.labels = bundle.labels
+        self.names = bundle.display_names  # code -> full name, for every label
         self._pixel_scale, self._pixel_offset = bundle.pixel_scaling
         out_q = spec.output.quantization
         self._tolerance = max(0.02, spec.num_classes * out_q.scale) if out_q.is_quantized else 0.02
@@ -93,7 +94,7 @@ class Model:
         raw = self.invoke(tensor)
         t2 = time.perf_counter_ns()
         probs = self.probabilities(raw)
-        top = top_k(probs, k, self.labels)
+        top = top_k(probs, k, self.labels, self.names)
         t3 = time.perf_counter_ns()
         return Classification(top, probs, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -11,11 +11,20 @@ import numpy as np
 @dataclass(frozen=True)
 class Prediction:
     index: int
-    label: str
+    label: str  # the class code (labels.txt), e.g. "mel"
     score: float
+    name: str | None = None  # what a person reads, e.g. "Melanoma" (model.json's display_names)
 
     def as_dict(self) -> dict:
-        return {"index": self.index, "label": self.label, "score": round(self.score, 6)}
+        d = {"index": self.index, "label": self.label, "score": round(self.score, 6)}
+        if self.name is not None:
+            d["name"] = self.name
+        return d
+
+    @property
+    def title(self) -> str:
+        """The full name with the code, "Melanoma (mel)"; the code alone when there is no name."""
+        return f"{self.name} ({self.label})" if self.name and self.name != self.label else self.label
 
 
 def looks_like_probabilities(scores: np.ndarray, tolerance: float = 0.02) -> bool:
@@ -39,8 +48,13 @@ def label_for(index: int, labels: Sequence[str] | None) -> str:
     return labels[index] if labels else str(index)
 
 
-def top_k(probs: np.ndarray, k: int, labels: Sequence[str] | None = None) -> tuple[Prediction, ...]:
-    """The k best classes, best first; ties broken by index."""
+def top_k(probs: np.ndarray, k: int, labels: Sequence[str] | None = None,
+          names: Mapping[str, str] | None = None) -> tuple[Prediction, ...]:
+    """The k best classes, best first; ties broken by index. ``names``: code -> full name."""
     k = max(1, min(int(k), probs.size))
     order = np.argsort(-probs, kind="stable")[:k]
-    return tuple(Prediction(int(i), label_for(int(i), labels), float(probs[i])) for i in order)
+    out = []
+    for i in order:
+        label = label_for(int(i), labels)
+        out.append(Prediction(int(i), label, float(probs[i]), names.get(label) if names else None))
+    return tuple(out)

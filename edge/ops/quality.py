@@ -14,6 +14,7 @@ depend on the camera's resolution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,6 +24,11 @@ WORK_WIDTH = 160
 TOO_BLURRY = "too blurry"
 TOO_DARK = "too dark"
 TOO_BRIGHT = "too bright"
+TOO_SMALL = "too small"
+LOW_CONFIDENCE = "low confidence"
+
+MIN_SIDE = 8  # below this a frame is an error, not a picture
+MAX_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,33 @@ def reasons_for(q: Quality, limits: QualityThresholds = QualityThresholds()) -> 
     if q.sharpness < limits.min_sharpness:
         reasons.append(TOO_BLURRY)
     return reasons
+
+
+def too_small(shape: tuple[int, ...], input_size: tuple[int, int] | None) -> list[str]:
+    """``[TOO_SMALL]`` when the image's shorter side is under half the model input's: it would be
+    enlarged more than twice to be classified, inventing the detail the label rests on."""
+    if not input_size or len(shape) < 2:
+        return []
+    need = min(input_size) / 2
+    return [TOO_SMALL] if min(shape[0], shape[1]) < need else []
+
+
+def frame_problem(image: Any, what: str = "frame") -> str | None:
+    """Why a frame (``what``: or an "image") cannot be classified (wrong type, channels, size), or None."""
+    if not isinstance(image, np.ndarray):
+        return f"not an image array ({type(image).__name__})"
+    if image.dtype != np.uint8:
+        return f"pixel type {image.dtype}, expected uint8"
+    if image.ndim != 3 or image.shape[2] != 3:
+        channels = 1 if image.ndim == 2 else (image.shape[2] if image.ndim == 3 else None)
+        channels_text = f"{channels} channel{'s' if channels != 1 else ''}" if channels else f"shape {image.shape}"
+        return f"{what} has {channels_text}, expected 3 (RGB)"
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return f"{what} too small ({w}x{h})"
+    if h * w > MAX_PIXELS:
+        return f"{what} too large ({w}x{h})"
+    return None
 
 
 def gate(rgb: np.ndarray, limits: QualityThresholds = QualityThresholds()) -> list[str]:

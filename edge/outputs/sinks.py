@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def status_line(result: FrameResult) -> str:
     """One line: label and score (or why there is none), FPS, latency, frame number."""
     if result.status == OK and result.top:
-        head = f"{result.top[0].label} {result.top[0].score:.2f}"
+        head = f"{result.top[0].title} {result.top[0].score:.2f}"
     elif result.status == ERROR:
         head = f"error: {'; '.join(result.reasons)}"
     else:

@@ -164,10 +164,13 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
         raise
     log.info(summary_line(summary))
     f = summary.stats.frames
+    first = pipeline.stats.first_error
     if f.processed and f.errors == f.processed:  # nothing was classified: that is no success
-        first = pipeline.stats.first_error
         raise EdgeError(f"every one of the {f.processed} frames failed" + (f" (first: {first})" if first else ""),
                         "Check the source: see the JSON lines' reasons.")
+    if f.errors and getattr(source, "stills", False):  # as `edge classify`: a failed image is a failed run
+        raise EdgeError(f"{f.errors} of {f.processed} images failed" + (f" (first: {first})" if first else ""),
+                        "The others were classified; each failed image has a result with its reason.")
     return DaemonRun(summary, server.page_url if server is not None else None)
 
 

@@ -20,7 +20,15 @@ import numpy as np
 
 from edge.errors import EdgeError, ImageError, first_line
 from edge.ops.postprocess import top_k
-from edge.ops.quality import Quality, QualityThresholds, measure, reasons_for
+from edge.ops.quality import (
+    LOW_CONFIDENCE,
+    Quality,
+    QualityThresholds,
+    frame_problem,
+    measure,
+    reasons_for,
+    too_small,
+)
 from edge.ops.smoothing import Smoother
 from edge.results import (
     ERROR,
@@ -38,9 +46,6 @@ from edge.sources.capture import Capture, Frame, Reconnect
 
 log = logging.getLogger(__name__)
 
-LOW_CONFIDENCE = "low confidence"
-MIN_SIDE = 8
-MAX_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -75,24 +80,6 @@ class Prepared:
     error: str | None = None
 
 
-def frame_problem(image: Any) -> str | None:
-    """Why a frame cannot be classified (wrong type, channels, size), or None when it can."""
-    if not isinstance(image, np.ndarray):
-        return f"not an image array ({type(image).__name__})"
-    if image.dtype != np.uint8:
-        return f"pixel type {image.dtype}, expected uint8"
-    if image.ndim != 3 or image.shape[2] != 3:
-        channels = 1 if image.ndim == 2 else (image.shape[2] if image.ndim == 3 else None)
-        what = f"{channels} channel{'s' if channels != 1 else ''}" if channels else f"shape {image.shape}"
-        return f"frame has {what}, expected 3 (RGB)"
-    h, w = image.shape[:2]
-    if min(h, w) < MIN_SIDE:
-        return f"frame too small ({w}x{h})"
-    if h * w > MAX_PIXELS:
-        return f"frame too large ({w}x{h})"
-    return None
-
-
 class Pipeline:
     """Runs ``model`` over ``source``, publishing every result to ``sinks``."""
 
@@ -111,6 +98,10 @@ class Pipeline:
         self.summary: RunSummary | None = None
         self._stop = threading.Event()
         self._labels = getattr(model, "labels", None)
+        self._stills = bool(getattr(source, "stills", False)) and hasattr(source, "frame_name")
+        self._names = getattr(model, "names", None)
+        spec = getattr(model, "spec", None)
+        self._input_size = (spec.height, spec.width) if spec is not None else None
 
     def snapshot(self) -> RunStats:
         return self.stats.snapshot()
@@ -128,7 +119,7 @@ class Pipeline:
             return Prepared(error=problem)
         t0 = time.perf_counter()
         q = measure(image)
-        reasons = reasons_for(q, self.options.quality)
+        reasons = reasons_for(q, self.options.quality) + too_small(image.shape, self._input_size)
         t1 = time.perf_counter()
         try:
             tensor = self.model.prepare(image)
@@ -153,9 +144,12 @@ class Pipeline:
         probs = self.model.probabilities(raw)
         k = self.options.top_k
         reasons = list(prep.reasons)
-        raw_top = top_k(probs, k, self._labels)
-        smoothed = self.smoother.state if reasons else self.smoother.update(probs)
-        top = top_k(smoothed, k, self._labels) if smoothed is not None else ()
+        raw_top = top_k(probs, k, self._labels, self._names)
+        if self._stills:  # unrelated photos: each image's result is its own
+            smoothed = probs
+        else:
+            smoothed = self.smoother.state if reasons else self.smoother.update(probs)
+        top = top_k(smoothed, k, self._labels, self._names) if smoothed is not None else ()
         if not reasons and top[0].score < self.options.threshold:
             reasons.append(LOW_CONFIDENCE)
         status = UNCERTAIN if reasons else OK
@@ -167,14 +161,18 @@ class Pipeline:
         return FrameResult(timestamp=time.time(), frame_index=frame.index, status=status,
                            reasons=tuple(reasons), top=top, raw_top=raw_top, times=times,
                            latency_ms=(t4 - frame.captured) * 1e3, fps=self.stats.fps(t4),
-                           quality=prep.quality.as_dict())
+                           quality=prep.quality.as_dict(), image=self._frame_name(frame.index))
 
     def _error(self, frame: Frame, reason: str) -> FrameResult:
         self.smoother.note(False)
         now = time.perf_counter()
         return FrameResult(timestamp=time.time(), frame_index=frame.index, status=ERROR, reasons=(reason,),
                            times=StageTimes(capture_ms=frame.capture_ms),
-                           latency_ms=(now - frame.captured) * 1e3, fps=self.stats.fps(now))
+                           latency_ms=(now - frame.captured) * 1e3, fps=self.stats.fps(now),
+                           image=self._frame_name(frame.index))
+
+    def _frame_name(self, index: int) -> str | None:
+        return self.source.frame_name(index) if self._stills else None
 
     # ---------------------------------------------------------------- the loop
 

@@ -4,6 +4,8 @@
 video or folder; a camera or stream that stopped delivering). It raises ImageError for one bad
 frame (the next read goes on) and SourceError when the source itself failed. ``finite`` sources
 (files, folders) end normally; the others are reconnected by :mod:`edge.sources.capture`.
+``stills`` sources (an image folder or glob) deliver unrelated photos: the pipeline classifies
+each on its own and names its file in the result (``frame_name``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ class BaseSource:
     name = "source"
     rate: float | None = None
     finite = False
+    stills = False  # independent still images (a folder): no smoothing across them, each result names its file
+
+    def frame_name(self, index: int) -> str | None:
+        """What the frame at ``index`` is, for a result (a still image's path); None for a stream."""
+        return None
 
     def open(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -16,6 +16,7 @@ class ImageFolderSource(BaseSource):
     """The images of a folder, a glob pattern or a single file, in name order; a bad file fails alone."""
 
     finite = True
+    stills = True
 
     def __init__(self, pattern: str | Path) -> None:
         self.pattern = str(pattern)
@@ -35,6 +36,9 @@ class ImageFolderSource(BaseSource):
 
     def close(self) -> None:
         self._next = len(self.files)
+
+    def frame_name(self, index: int) -> str | None:
+        return str(self.files[index]) if 0 <= index < len(self.files) else None
 
 
 def is_glob(text: str) -> bool:
