@@ -16,7 +16,7 @@ LAYERS = [
     {"edge.ops", "edge.data", "edge.backends"},
     {"edge.results"},
     {"edge.model"},
-    {"edge.sources"},
+    {"edge.sources", "edge.archive"},
     {"edge.outputs"},
     {"edge.run"},
     {"edge.bench", "edge.device"},

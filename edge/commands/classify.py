@@ -19,7 +19,9 @@ from edge.commands._common import (
 )
 
 if TYPE_CHECKING:
+    from edge.archive.store import Archive
     from edge.model.classify import FileResult
+    from edge.model.load import Model
 
 
 def result_text(r: "FileResult") -> str:
@@ -44,6 +46,10 @@ def classify(
     json_out: JsonFlag = False,
     threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0,
                                              help="A top score below this is 'uncertain (low confidence)'.")] = 0.5,
+    archive: Annotated[Path | None, typer.Option(
+        "--archive", file_okay=False, metavar="DIR", show_default=False,
+        help="Keep each classified photo with its result in this archive, for review (/review of an "
+             "edge run --archive DIR --http, or edge export).")] = None,
 ) -> None:
     """Classify each image on its own, through the same quality gate as `edge run`: each result is ok,
     uncertain (with its reasons) or an error. A bad image is reported and the others still run
@@ -55,20 +61,64 @@ def classify(
     m = load_model(model, device=device, threads=threads, labels=labels)
     for line in m.notes:
         note(line)
-    results = []
-    for r in classify_files(m, images, k=top_k, threshold=threshold):
-        results.append(r)
-        if not r.ok:
-            typer.echo(f"error: {r.error}", err=True)
-        elif not json_out:
-            typer.echo(f"{r.path}: {result_text(r)}  ({r.time_ms:.1f} ms)")
+    store = _open_archive(archive) if archive else None
+    results, archived, unarchived = [], {}, 0
+    try:
+        for r in classify_files(m, images, k=top_k, threshold=threshold, keep=store is not None):
+            results.append(r)
+            if not r.ok:
+                typer.echo(f"error: {r.error}", err=True)
+                continue
+            where = ""
+            if store is not None:
+                cap_id = _archive_one(store, r, m)
+                if cap_id is None:
+                    unarchived += 1
+                else:
+                    archived[str(r.path)] = cap_id
+                    where = f"  [capture {cap_id}]"
+            if not json_out:
+                typer.echo(f"{r.path}: {result_text(r)}  ({r.time_ms:.1f} ms){where}")
+    finally:
+        if store is not None:
+            store.close()
     if json_out:
         print_json({"model": str(m.path), "runtime": f"{m.runtime.name} {m.runtime.version}",
                     "device": m.device, "disclaimer": DISCLAIMER,
-                    "results": [r.as_dict() for r in results]})
+                    "results": [{**r.as_dict(), **({"capture": archived[str(r.path)]} if str(r.path) in archived
+                                                    else {})} for r in results]})
     else:
         note(DISCLAIMER)
+    if store is not None:
+        note(f"archived {len(archived)} of {len(results)} images in {store.root}.")
     failed = sum(not r.ok for r in results)
     if failed:
         note(f"{failed} of {len(results)} images failed.")
+    if failed or unarchived:
         raise typer.Exit(1)
+
+
+def _open_archive(path: Path) -> "Archive":
+    from edge.archive.store import Archive  # noqa: PLC0415
+
+    return Archive(path)
+
+
+def _archive_one(store: "Archive", r: "FileResult", m: "Model") -> int | None:
+    """Store one classified photo (a JPEG's own bytes; other formats re-encoded); its capture id,
+    or None after one line saying why it was not stored."""
+    from edge.archive.store import ArchiveError  # noqa: PLC0415
+
+    try:
+        jpeg = r.path.read_bytes() if r.path.suffix.lower() in (".jpg", ".jpeg") else None
+        cap = store.add(r.rgb, jpeg=jpeg, source="classify", status=r.status, reasons=r.reasons,
+                        top_k=[p.as_dict() for p in r.top], quality=r.quality, original=str(r.path),
+                        model={k: v for k, v in m.bundle.identity.items() if k in ("name", "file", "sha256",
+                                                                                    "trained_on")})
+    except ArchiveError as e:
+        typer.echo(f"error: {r.path}: not archived: {e}", err=True)
+        return None
+    except OSError as e:
+        typer.echo(f"error: {r.path}: not archived: cannot read it again ({e.strerror})", err=True)
+        return None
+    return cap.id

@@ -79,6 +79,10 @@ def run(
         help="Publish results, stats and Home Assistant discovery to this broker: mqtt://HOST[:PORT] or "
              "mqtts://HOST[:PORT] (user, password and CA from the config or SKIN_EDGE_MQTT_USER / "
              "SKIN_EDGE_MQTT_PASSWORD).")] = None,
+    archive: Annotated[Path | None, typer.Option(
+        "--archive", show_default=False, file_okay=False, metavar="DIR",
+        help="Keep captures here (SQLite + JPEG): the page's Capture button, POST /api/captures, the c key; "
+             "review them at /review. On a non-loopback --http it needs --token.")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", show_default=False, dir_okay=False,
         help="TOML config \\[default: /etc/skin-edge/edge.toml when it exists]; flags override it.")] = None,
@@ -112,8 +116,9 @@ def run(
         load_config(config), model=str(model) if model else None, camera=camera, source=source,
         device=device, threads=threads, labels=str(labels) if labels else None, top_k=top_k,
         smoothing=smoothing, threshold=threshold, max_frames=max_frames, duration=duration,
-        jsonl=str(jsonl) if jsonl else None, http=http, token=token, token_file=str(token_file) if token_file else None, realtime=realtime, quiet=quiet,
-        mqtt=mqtt)
+        jsonl=str(jsonl) if jsonl else None, http=http, token=token,
+        token_file=str(token_file) if token_file else None, realtime=realtime, quiet=quiet,
+        mqtt=mqtt, archive=str(archive) if archive else None)
     cfg = with_camera_controls(cfg, LensPosition=lens_position, AfMode=af_mode,
                                AeEnable=False if lock_exposure else None, AwbEnable=False if lock_awb else None)
     run_daemon(cfg)

@@ -23,6 +23,7 @@ import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge import DISCLAIMER
+from edge.outputs import captures_api
 from edge.outputs.httplog import RequestErrors
 
 log = logging.getLogger("edge.outputs.server")  # one logger for the live view
@@ -111,15 +112,15 @@ class Handler(BaseHTTPRequestHandler):
         if route == "/healthz":
             ok, body = live.health()
             return self._json(200 if ok else 503, body)
-        if not live.authorized(parse_qs(url.query), self.headers.get("Authorization")):
-            live.count("unauthorized")
-            return self._json(401, {"error": "access token required",
-                                    "hint": "add ?token=TOKEN to the address or send Authorization: Bearer TOKEN"},
-                              [("WWW-Authenticate", 'Bearer realm="skin-edge"')])
+        if not self._authorized(url.query):
+            return None
+        if captures_api.handles(route):
+            return captures_api.answer(self, self.command, route, url.query)
         handler = self._routes().get(route)
         if handler is not None:
             return handler()
-        page = live.static("index.html" if route == "/" else route[1:])
+        name = {"/": "index.html", "/review": "review.html"}.get(route, route[1:])
+        page = live.static(name)
         if page is None:
             live.count("not_found")
             return self._json(404, {"error": f"no such path: {route}"})
@@ -127,14 +128,45 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
+    def _write(self) -> None:
+        """POST and PATCH: only the archive's API takes them."""
+        self.server.live.count("requests")
+        url = urlsplit(self.path)
+        if captures_api.handles(url.path):
+            if self._authorized(url.query):
+                captures_api.answer(self, self.command, url.path, url.query)
+            return
+        self._not_allowed()
+
+    do_POST = do_PATCH = _write
+
+    def _authorized(self, query: str) -> bool:
+        """True when the token (if one is set) came with the request; otherwise answers 401."""
+        live = self.server.live
+        if live.authorized(parse_qs(query), self.headers.get("Authorization")):
+            return True
+        live.count("unauthorized")
+        self.close_connection = True  # an unread request body must not be taken for the next request
+        self._json(401, {"error": "access token required",
+                         "hint": "add ?token=TOKEN to the address or send Authorization: Bearer TOKEN"},
+                   [("WWW-Authenticate", 'Bearer realm="skin-edge"')])
+        return False
+
     def _not_allowed(self) -> None:
+        self.close_connection = True
         self._json(405, {"error": f"method {self.command} not allowed"}, [("Allow", "GET, HEAD")])
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    do_PUT = do_DELETE = do_OPTIONS = _not_allowed
 
     def _routes(self) -> dict[str, Callable[[], None]]:
         return {"/api/latest": self._latest, "/api/stats": self._stats, "/metrics": self._metrics,
-                "/snapshot.jpg": self._snapshot, "/stream.mjpg": self._stream}
+                "/snapshot.jpg": self._snapshot, "/stream.mjpg": self._stream, "/api/model": self._model}
+
+    def _model(self) -> None:
+        info = self.server.live.model_info
+        if info is None:
+            return self._json(404, {"error": "no model information"})
+        self._json(200, info)
 
     def _latest(self) -> None:
         result = self.server.live.latest()

@@ -43,8 +43,11 @@ class LiveServer:
 
     def __init__(self, host: str, port: int, *, token: str | None = None,
                  stats: Callable[[], RunStats] | None = None, stale_after_s: float = 5.0,
-                 max_stream_fps: float = 12.0, max_stream_clients: int = 8, jpeg_quality: int = 80) -> None:
+                 max_stream_fps: float = 12.0, max_stream_clients: int = 8, jpeg_quality: int = 80,
+                 model_info: dict[str, Any] | None = None, desk: Any = None) -> None:
         self.host, self.port, self.token = host, port, token or None
+        self.model_info = model_info  # GET /api/model: what the page says runs
+        self.desk = desk  # an edge.archive CaptureDesk: /api/captures and /review; None without --archive
         self.stale_after_s, self.jpeg_quality = stale_after_s, jpeg_quality
         self.max_stream_clients = max_stream_clients
         self._min_interval = 1.0 / max_stream_fps
@@ -236,7 +239,7 @@ def _lan_address() -> str:
 
 
 def _load_static(token: str | None) -> dict[str, tuple[bytes, str]]:
-    """The files of edge/outputs/web, by name; index.html gets the disclaimer and the token filled in."""
+    """The files of edge/outputs/web, by name; the pages get the disclaimer and the token filled in."""
     types = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
              ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
     files: dict[str, tuple[bytes, str]] = {}
@@ -244,12 +247,13 @@ def _load_static(token: str | None) -> dict[str, tuple[bytes, str]]:
         suffix = "." + entry.name.rsplit(".", 1)[-1]
         if entry.is_file() and suffix in types:
             files[entry.name] = (entry.read_bytes(), types[suffix])
-    page, ctype = files["index.html"]
     fill = {"__DISCLAIMER__": html.escape(DISCLAIMER), "__TOKEN__": html.escape(token or ""),
             "__TOKEN_QUERY__": html.escape(f"?token={quote(token, safe='')}" if token else "")}
-    for key, value in fill.items():
-        page = page.replace(key.encode(), value.encode())
-    files["index.html"] = (page, ctype)
+    for name, (page, ctype) in list(files.items()):
+        if name.endswith(".html"):
+            for key, value in fill.items():
+                page = page.replace(key.encode(), value.encode())
+            files[name] = (page, ctype)
     return files
 
 

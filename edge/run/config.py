@@ -59,6 +59,7 @@ class RunConfig:
     mqtt_keepalive: int = 30
     mqtt_discovery: bool = True
     device_name: str | None = None
+    archive: str | None = None  # keep captures here (edge/archive): POST /api/captures, /review
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     reconnect: Reconnect = field(default_factory=Reconnect)
     picamera2: CameraControls = field(default_factory=CameraControls)
@@ -198,7 +199,7 @@ TOP: dict[str, Check] = {
     "mqtt": _broker, "mqtt_prefix": _prefix, "mqtt_ca": _optional_string, "mqtt_user": _optional_string,
     "mqtt_password": _optional_string, "mqtt_qos": _int(0, 2), "mqtt_buffer": _int(1, 1_000_000),
     "mqtt_stats_interval": _float(0.1, 3600.0), "mqtt_keepalive": _int(5, 3600), "mqtt_discovery": _bool,
-    "device_name": _optional_string,
+    "device_name": _optional_string, "archive": _optional_string,
 }
 TABLES: dict[str, tuple[type, dict[str, Check]]] = {
     "quality": (QualityThresholds, {"min_sharpness": _float(0.0), "min_brightness": _float(0.0, 255.0),

@@ -26,6 +26,7 @@ from edge.outputs.notify import Notifier, NotifySink
 from edge.outputs.sinks import JsonlSink, TerminalSink
 from edge.results import RunStats, Sink
 from edge.run.config import RunConfig, with_token
+from edge.run.keys import KeyReader
 from edge.run.pipeline import Pipeline, PipelineOptions, RunSummary
 from edge.sources.factory import make_source
 
@@ -84,11 +85,40 @@ def live_page_line(server: Any, *, show_token: bool) -> str:
     return f"live page: {server.url} (open it with ?token=TOKEN; the token is kept out of the log)"
 
 
-def _open_server(cfg: RunConfig, stats: Callable[[], RunStats]) -> Any:
+def _open_server(cfg: RunConfig, stats: Callable[[], RunStats], model_info: dict[str, Any], desk: Any) -> Any:
     from edge.outputs.server import LiveServer  # noqa: PLC0415
 
     host, port = cfg.listen  # type: ignore[misc]
-    return LiveServer(host, port, token=cfg.token, stats=stats).start()
+    return LiveServer(host, port, token=cfg.token, stats=stats, model_info=model_info, desk=desk).start()
+
+
+def model_info(model: Any, cfg: RunConfig) -> dict[str, Any]:
+    """What the pages say runs (GET /api/model), and the model id every capture carries."""
+    names = model.names
+    return {**model.bundle.identity, "runtime": f"{model.runtime.name} {model.runtime.version}",
+            "device": model.device, "classes": [{"code": c, "name": names.get(c, c)} for c in model.labels or ()],
+            "smoothing": cfg.smoothing, "threshold": cfg.threshold, "archive": cfg.archive is not None}
+
+
+def _open_desk(cfg: RunConfig, model: Any, info: dict[str, Any]) -> Any:
+    from edge.archive.desk import CaptureDesk  # noqa: PLC0415
+    from edge.archive.store import Archive  # noqa: PLC0415
+
+    archive = Archive(cfg.archive)  # type: ignore[arg-type]
+    ident = {k: info[k] for k in ("name", "file", "sha256", "trained_on")}
+    desk = CaptureDesk(archive, model=ident, classes=model.labels or (), names=model.names,
+                       threshold=cfg.threshold)
+    n = archive.list(limit=1)[1]
+    log.info(f"archive: {archive.root} ({n} capture{'s' if n != 1 else ''})")
+    return desk
+
+
+def _capture_key(desk: Any) -> Callable[[], None]:
+    def capture() -> None:
+        cap = desk.capture()
+        log.info(f"capture {cap.id} stored: {cap.label or cap.status} ({cap.width}x{cap.height}, "
+                 f"{desk.last_capture_ms:.0f} ms)")
+    return capture
 
 
 def _open_mqtt(cfg: RunConfig, stats: Callable[[], RunStats], server: Any) -> Sink:
@@ -116,6 +146,9 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
 
     _check(cfg)
     cfg = with_token(cfg)
+    if cfg.archive and cfg.http and not _is_loopback(cfg.listen[0]) and not cfg.token:  # type: ignore[index]
+        raise ConfigError(f"--archive with --http {cfg.http} needs an access token: anyone on the network "
+                          "could read and change the captures.", "Set --token, --token-file or SKIN_EDGE_TOKEN.")
     out = out or sys.stdout
     source = make_source(cfg.source, cfg.camera, camera_size=cfg.camera_size,  # a bad path fails here, first
                          controls=cfg.picamera2)
@@ -133,10 +166,14 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
     notify = NotifySink(systemd, describe=lambda: _status(pipeline))
     pipeline.on_idle = notify.idle  # a bounded reconnect keeps the watchdog fed
     sinks: list[Sink] = []
-    server = None
+    server = desk = keys = None
+    info = model_info(model, cfg)
     try:
+        if cfg.archive:
+            desk = _open_desk(cfg, model, info)
+            sinks.append(desk)
         if cfg.http:
-            server = _open_server(cfg, pipeline.snapshot)
+            server = _open_server(cfg, pipeline.snapshot, info, desk)
             sinks.append(server)
         sinks.insert(0, TerminalSink(out, quiet=cfg.quiet))
         if cfg.jsonl:
@@ -153,15 +190,23 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
             if not _is_loopback(host) and not cfg.token:
                 log.warning(f"warning: the live page is open to every host that can reach {host}; set --token")
         log.info(DISCLAIMER)
+        if desk is not None:
+            keys = KeyReader({"c": _capture_key(desk)})
+            if keys.start():
+                log.info("press c to capture the sharpest frame of the last second")
         with _signals_stop(pipeline, notify):
             summary = pipeline.run()
     except BaseException:
+        if keys is not None:
+            keys.close()
         for sink in sinks:  # on failure before or during the run: release the port, flush the file
             sink.close()
         notify.close()
         if pipeline.summary is not None:
             log.info(summary_line(pipeline.summary))
         raise
+    if keys is not None:
+        keys.close()
     log.info(summary_line(summary))
     f = summary.stats.frames
     first = pipeline.stats.first_error

@@ -131,13 +131,21 @@ def lesion_counts(n_lesions: int) -> dict[str, int]:
     return counts
 
 
+def is_sample_data(root: Path) -> bool:
+    """True for a folder this module wrote (its README.txt says SYNTHETIC SAMPLE DATA)."""
+    readme = Path(root) / "README.txt"
+    try:
+        return readme.is_file() and readme.read_text(encoding="utf-8", errors="replace").startswith("SYNTHETIC")
+    except OSError:
+        return False
+
+
 def _prepare_folder(out: Path) -> None:
     """Create `out`, or clear a previous sample there; refuse any other non-empty folder."""
     if out.exists() and not out.is_dir():
         raise SampleDataError(f"{out} is a file; choose a folder path for the sample data")
     if out.is_dir() and any(out.iterdir()):
-        readme = out / "README.txt"
-        if not (readme.is_file() and readme.read_text(encoding="utf-8", errors="replace").startswith("SYNTHETIC")):
+        if not is_sample_data(out):
             raise SampleDataError(f"{out} is not empty; choose an empty or new folder for the sample data")
         # the metadata and video go first: an interrupted rewrite must not look like a complete dataset
         for stale in (HAM_METADATA, "sample_video.mp4", "sample_video.avi"):

@@ -34,6 +34,7 @@ from train.data.calibration import (
     CalibrationSet,
     prepare_calibration,
 )
+from train.data.sample_data import is_sample_data
 from train.errors import TrainError
 from train.quiet import captured, import_tensorflow
 
@@ -126,7 +127,8 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
         if not gate.passed and not allow_degraded:
             raise QuantizeFailed(_gate_message(gate), "Nothing was written. Pass --allow-degraded to write it "
                                  "anyway; a larger --calibration-size or a better-trained model may help.", result)
-        extra = {"provenance": _provenance(r), "quantization": _quantization_meta(io), "metrics": metrics,
+        extra = {"provenance": _provenance(r), "trained_on": _trained_on(r),
+                 "quantization": _quantization_meta(io), "metrics": metrics,
                  "calibration": calibration.manifest, "conversion_seconds": seconds, "golden": golden}
         try:
             bundle = write_bundle(out, model=int8_path, float_model=float_path, labels=r.labels,
@@ -392,6 +394,14 @@ def _gate_message(g: Gate) -> str:
     if g.agreement < g.min_agreement - 1e-9:
         why.append(f"int8/float top-1 agreement {g.agreement:.1%} (minimum {g.min_agreement:.1%})")
     return "The int8 model fails the quantization gate: " + "; ".join(why) + "."
+
+
+def _trained_on(r: _Run) -> dict[str, Any]:
+    """What a person is told the model learnt from (the live page, the archive)."""
+    synthetic = is_sample_data(r.data)
+    return {"data": r.data.name, "layout": r.info.get("layout"), "synthetic": synthetic,
+            "train_images": len(r.splits["train"]),
+            "description": f"{r.data.name} ({'synthetic sample data' if synthetic else r.info.get('layout')})"}
 
 
 def _provenance(r: _Run) -> dict[str, Any]:
