@@ -23,7 +23,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-COMMANDS = ("info", "classify", "verify", "benchmark", "run", "doctor", "service")
+COMMANDS = ("info", "classify", "verify", "benchmark", "run", "export", "doctor", "service")
 
 for _name in COMMANDS:
     importlib.import_module(f"edge.commands.{_name}").register(app)

@@ -104,7 +104,9 @@ def test_page_shows_the_stream_and_a_label_that_updates(browser, model, tmp_path
         with Feeder(live, model, "red", hz=25) as feeder:
             check_live_page(browser, live.page_url)
             wait_until(lambda: text(browser, "label") == "red", timeout=10)
-            assert text(browser, "score").endswith("%") and "red" in text(browser, "topk")
+            assert text(browser, "score").endswith("%") and text(browser, "score-kind") == "score"
+            # the top class's number is shown once: the other classes are listed under it
+            assert "red" not in text(browser, "topk") and "green" in text(browser, "topk")
             wait_until(lambda: text(browser, "dropped") == "3", timeout=5)
             assert text(browser, "uptime") == "1 min 15 s"
             feeder.colour = "blue"
@@ -201,3 +203,68 @@ def test_edge_run_serves_the_live_page(browser, bundle_dir, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---------------------------------------------------------------- capture and review
+
+
+def test_capture_button_and_the_review_page_by_keyboard(browser, model, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    from edge.archive.desk import CaptureDesk
+    from edge.archive.store import Archive
+
+    archive = Archive(tmp_path / "archive")
+    desk = CaptureDesk(archive, model={"name": "tiny"}, classes=model.labels, names=model.names)
+    info = {"name": "tiny", "short_sha256": "0123456789ab", "smoothing": 0.4, "archive": True,
+            "trained_on": {"synthetic": True}, "classes": [{"code": c, "name": c} for c in model.labels]}
+    live = LiveServer("127.0.0.1", 0, token="rev", desk=desk, model_info=info).start()
+    keys = ActionChains(browser)
+    try:
+        class Both:  # one feeder (one interpreter, one thread) for the page and the desk, like the pipeline
+            def publish(self, result, frame):
+                live.publish(result, frame)
+                desk.publish(result, frame)
+
+        with Feeder(Both(), model, "red", hz=20) as feeder:
+            check_live_page(browser, live.page_url)
+            assert "synthetic sample data" in text(browser, "model") and text(browser, "score-kind") == "smoothed score"
+            for colour in ("red", "green", "blue"):  # the button, twice, and the c key
+                feeder.colour = colour
+                time.sleep(1.2)  # the last second holds only this colour's frames
+                if colour == "blue":
+                    keys.send_keys("c").perform()
+                else:
+                    browser.find_element("id", "capture").click()
+                wait_until(lambda: "stored" in text(browser, "capture-note") and colour in text(browser, "capture-note"),
+                           timeout=5)
+        assert [c.top_k[0]["label"] for c in archive.list()[0]] == ["blue", "green", "red"]
+
+        browser.get_log("browser")
+        browser.get(f"{live.url}review?token=rev")
+        wait_until(lambda: text(browser, "count") == "3 of 3 captures", timeout=10)
+        wait_until(lambda: text(browser, "d-id") == "capture #3", timeout=5)  # the newest, shown large
+        assert browser.execute_script("return document.getElementById('picture').naturalWidth") > 0
+        assert "blue" in text(browser, "d-topk")
+        # capture 3: key 3 picks the third class, l goes to the lesion id, Enter saves and moves on
+        keys.send_keys("3").send_keys("l").send_keys("L-9").send_keys(Keys.ENTER).perform()
+        wait_until(lambda: text(browser, "d-id") == "capture #2", timeout=5)
+        keys.send_keys("j").perform()  # capture 1: unknown, with a note, Ctrl+Enter from the note
+        wait_until(lambda: text(browser, "d-id") == "capture #1", timeout=5)
+        keys.send_keys("0").send_keys("n").send_keys("out of focus").perform()
+        keys.key_down(Keys.CONTROL).send_keys(Keys.ENTER).key_up(Keys.CONTROL).perform()
+        wait_until(lambda: archive.get(1).diagnosis == "unknown", timeout=5)
+        c3, c1 = archive.get(3), archive.get(1)
+        assert (c3.diagnosis, c3.lesion_id) == ("blue", "L-9") and c1.note == "out of focus"
+        assert archive.get(2).diagnosis is None
+        wait_until(lambda: "\u2713 blue" in text(browser, "capture-3"), timeout=5)  # the list shows the review
+        keys.send_keys("k").perform()
+        wait_until(lambda: text(browser, "d-id") == "capture #2", timeout=5)
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+        shot = Path(os.environ.get(SCREENSHOT_ENV, "").replace(".png", "") + "-review.png"
+                    if os.environ.get(SCREENSHOT_ENV) else tmp_path / "review.png")
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        live.close()
+        desk.close()

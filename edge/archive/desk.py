@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge.archive.store import Archive, ArchiveError, Capture, Review
+from edge.archive.review import ArchiveError, Review
+from edge.archive.store import Archive, Capture
 from edge.ops.quality import LOW_CONFIDENCE
 from edge.results import OK, UNCERTAIN, FrameResult
 

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.archive.review import ArchiveError, Review
 
 DB_FILE = "archive.sqlite3"
 LOCK_FILE = "archive.lock"
@@ -38,8 +38,6 @@ IMAGES, THUMBS = "images", "thumbs"
 SCHEMA_VERSION = 1
 JPEG_QUALITY = 95
 THUMB_WIDTH = 240
-UNKNOWN = "unknown"  # a reviewed capture whose diagnosis the expert could not give
-MAX_NOTE, MAX_LESION_ID = 4000, 64
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS captures (
@@ -66,10 +64,6 @@ CREATE TABLE IF NOT EXISTS captures (
 );
 CREATE INDEX IF NOT EXISTS captures_reviewed ON captures (reviewed);
 """
-
-
-class ArchiveError(EdgeError):
-    """The archive cannot do what was asked; the message says why and what to do."""
 
 
 class ArchiveBusy(ArchiveError):
@@ -122,40 +116,6 @@ class Capture:
                 "label": self.label, "score": self.score, "top_k": list(self.top_k), "quality": self.quality,
                 "model": self.model, "frame": self.frame, "diagnosis": self.diagnosis, "lesion_id": self.lesion_id,
                 "note": self.note, "reviewed": self.reviewed, **self.extra}
-
-
-@dataclass(frozen=True)
-class Review:
-    """What an expert records for a capture; validated by :func:`parse_review`."""
-
-    diagnosis: str | None
-    lesion_id: str | None
-    note: str | None
-
-
-def parse_review(body: Any, classes: Sequence[str]) -> Review:
-    """A PATCH body ``{"diagnosis", "lesion_id", "note"}`` checked against the model's classes."""
-    if not isinstance(body, dict):
-        raise ArchiveError("a review is a JSON object", 'Send {"diagnosis": ..., "lesion_id": ..., "note": ...}.')
-    unknown = sorted(set(body) - {"diagnosis", "lesion_id", "note"})
-    if unknown:
-        raise ArchiveError(f"unknown field(s) {', '.join(map(repr, unknown))}",
-                           "A review has diagnosis, lesion_id and note.")
-    diagnosis = body.get("diagnosis")
-    allowed = list(classes) + [UNKNOWN]
-    if diagnosis is not None and diagnosis not in allowed:
-        raise ArchiveError(f"unknown diagnosis {str(diagnosis)[:40]!r}", f"Use one of: {', '.join(allowed)}.")
-    lesion = body.get("lesion_id")
-    if lesion is not None:
-        if not isinstance(lesion, str) or len(lesion.strip()) > MAX_LESION_ID or \
-                any(not (c.isalnum() or c in "-_.") for c in lesion.strip()):
-            raise ArchiveError("lesion_id must be up to 64 letters, digits, '-', '_' or '.'",
-                               "Use the same id for every capture of one lesion, e.g. L-0042.")
-        lesion = lesion.strip() or None
-    note = body.get("note")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
-        raise ArchiveError(f"note must be text of at most {MAX_NOTE} characters")
-    return Review(diagnosis, lesion, note.strip() if isinstance(note, str) and note.strip() else None)
 
 
 class Archive:

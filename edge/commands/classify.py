@@ -107,7 +107,7 @@ def _open_archive(path: Path) -> "Archive":
 def _archive_one(store: "Archive", r: "FileResult", m: "Model") -> int | None:
     """Store one classified photo (a JPEG's own bytes; other formats re-encoded); its capture id,
     or None after one line saying why it was not stored."""
-    from edge.archive.store import ArchiveError  # noqa: PLC0415
+    from edge.archive.review import ArchiveError  # noqa: PLC0415
 
     try:
         jpeg = r.path.read_bytes() if r.path.suffix.lower() in (".jpg", ".jpeg") else None

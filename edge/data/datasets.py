@@ -53,6 +53,7 @@ class Dataset:
     layout: str  # "ham10000" | "isic2018" | "folders"
     missing: int = 0  # images listed in a CSV but not found on disk
     warnings: tuple[str, ...] = ()
+    parts: tuple[tuple[str, str, int], ...] = ()  # pooled datasets (edge.data.merge): (root, layout, images)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def _one_hot_label(row: Mapping[str, str], csv_path: Path, line: int, image_id: 
 
 def _load_folders(root: Path, class_dirs: Mapping[Path, list[Path]]) -> Dataset:
     names = {d: d.name.lower() if d.name.lower() in LABELS else d.name for d in class_dirs}
-    labels = _label_order(names.values())
+    labels = label_order(names.values())
     seen: dict[str, Path] = {}
     records = []
     for d in sorted(class_dirs, key=lambda d: labels.index(names[d])):
@@ -175,7 +176,7 @@ def _load_folders(root: Path, class_dirs: Mapping[Path, list[Path]]) -> Dataset:
     return Dataset(tuple(records), labels, "folders", 0, warnings)
 
 
-def _label_order(names: Iterable[str]) -> tuple[str, ...]:
+def label_order(names: Iterable[str]) -> tuple[str, ...]:
     present = set(names)
     known = [code for code in LABELS if code in present]
     return tuple(known + sorted(present - set(LABELS)))

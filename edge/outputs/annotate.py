@@ -41,7 +41,7 @@ def headline(result: FrameResult | None) -> str:
     if result is None:
         return "waiting for the first result"
     if result.label is not None:
-        return f"{result.label}  {result.top[0].score:.0%}"
+        return f"{result.top[0].title}  {100 * result.top[0].score:.1f} %"  # the page's number, to the digit
     reasons = ", ".join(result.reasons) or ("low confidence" if result.status == UNCERTAIN else "no result")
     return f"{result.status}: {reasons}"
 

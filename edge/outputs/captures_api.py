@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from edge.archive.desk import NothingToCapture
-from edge.archive.store import ArchiveError, ArchiveFull, NoSuchCapture, parse_review
+from edge.archive.review import ArchiveError, parse_review
+from edge.archive.store import ArchiveFull, NoSuchCapture
 
 log = logging.getLogger("edge.outputs.server")
 

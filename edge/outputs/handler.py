@@ -163,10 +163,8 @@ class Handler(BaseHTTPRequestHandler):
                 "/snapshot.jpg": self._snapshot, "/stream.mjpg": self._stream, "/api/model": self._model}
 
     def _model(self) -> None:
-        info = self.server.live.model_info
-        if info is None:
-            return self._json(404, {"error": "no model information"})
-        self._json(200, info)
+        live = self.server.live
+        self._json(200, live.model_info or {"name": None, "classes": [], "archive": live.desk is not None})
 
     def _latest(self) -> None:
         result = self.server.live.latest()

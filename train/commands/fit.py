@@ -17,8 +17,10 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def fit(
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder: HAM10000, ISIC 2018 Task 3 or class "
-                                       "sub-folders.", show_default=False)],
+    data: Annotated[list[Path], typer.Option("--data", help="Dataset folder: HAM10000, ISIC 2018 Task 3 or class "
+                                             "sub-folders. Repeat it to train on several at once (e.g. "
+                                             "HAM10000 and `edge export`ed reviews), split by lesion "
+                                             "together.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Run folder to write (refused if it exists).",
                                       show_default=False)],
     image_size: Annotated[int, typer.Option("--image-size", help="Input height and width in pixels.")] = 224,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import platform
 import re
-import sys
 import tempfile
 import time
 import warnings
@@ -34,8 +33,8 @@ from train.data.calibration import (
     CalibrationSet,
     prepare_calibration,
 )
-from train.data.sample_data import is_sample_data
 from train.errors import TrainError
+from train.export.provenance import provenance, trained_on
 from train.quiet import captured, import_tensorflow
 
 IO_TYPES = ("uint8", "int8")
@@ -127,7 +126,7 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
         if not gate.passed and not allow_degraded:
             raise QuantizeFailed(_gate_message(gate), "Nothing was written. Pass --allow-degraded to write it "
                                  "anyway; a larger --calibration-size or a better-trained model may help.", result)
-        extra = {"provenance": _provenance(r), "trained_on": _trained_on(r),
+        extra = {"provenance": provenance(r), "trained_on": trained_on(r),
                  "quantization": _quantization_meta(io), "metrics": metrics,
                  "calibration": calibration.manifest, "conversion_seconds": seconds, "golden": golden}
         try:
@@ -191,11 +190,13 @@ def _open_run(run: Path, data: str | Path | None) -> _Run:
     if data is None and not info.get("data"):
         raise TrainError(f"{run / 'run.json'} does not name the dataset it was trained on.",
                          "Pass --data with the dataset the run was trained on.")
-    root = Path(data if data is not None else info["data"])
-    from edge.data.datasets import DatasetError, load_dataset, read_split_csv  # noqa: PLC0415
+    roots = [Path(data)] if data is not None else [Path(p) for p in info.get("datasets") or [info["data"]]]
+    root = roots[0]
+    from edge.data.datasets import DatasetError, read_split_csv  # noqa: PLC0415
+    from edge.data.merge import load_datasets  # noqa: PLC0415
 
     try:
-        splits = read_split_csv(run / "split.csv", load_dataset(root))
+        splits = read_split_csv(run / "split.csv", load_datasets(roots))
     except DatasetError as e:
         raise TrainError(f"Cannot read the run's dataset at {root}: {e}.",
                          "Pass --data with the dataset the run was trained on.") from None
@@ -396,30 +397,3 @@ def _gate_message(g: Gate) -> str:
     return "The int8 model fails the quantization gate: " + "; ".join(why) + "."
 
 
-def _trained_on(r: _Run) -> dict[str, Any]:
-    """What a person is told the model learnt from (the live page, the archive)."""
-    synthetic = is_sample_data(r.data)
-    return {"data": r.data.name, "layout": r.info.get("layout"), "synthetic": synthetic,
-            "train_images": len(r.splits["train"]),
-            "description": f"{r.data.name} ({'synthetic sample data' if synthetic else r.info.get('layout')})"}
-
-
-def _provenance(r: _Run) -> dict[str, Any]:
-    from importlib import metadata  # noqa: PLC0415
-
-    from edge.backends.runtime import get_runtime  # noqa: PLC0415
-
-    def version(dist: str) -> str | None:
-        for d in (dist, f"{dist}-cpu"):
-            try:
-                return metadata.version(d)
-            except metadata.PackageNotFoundError:
-                continue
-        return None
-
-    rt = get_runtime()
-    return {"run": str(r.root.resolve()), "run_json": r.info, "dataset_root": str(r.data.resolve()),
-            "split_sha256": sha256_file(r.root / "split.csv"),
-            "model_keras_sha256": sha256_file(r.root / "model.keras"),
-            "versions": {"tensorflow": version("tensorflow"), "keras": version("keras"), "numpy": np.__version__,
-                         "evaluation_runtime": f"{rt.name} {rt.version}", "python": sys.version.split()[0]}}

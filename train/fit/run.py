@@ -22,10 +22,10 @@ from edge.data.datasets import (
     DatasetError,
     Record,
     class_counts,
-    load_dataset,
     split_by_lesion,
     write_split_csv,
 )
+from edge.data.merge import dataset_of, load_datasets
 from edge.util.atomic import publish_folder
 from train.errors import TrainError
 from train.fit.resume import remove_backup
@@ -91,15 +91,18 @@ class Settings:
                 "balancing": "oversample" if self.oversample else "class_weights"}
 
 
-def fit(data: Path, out: Path, settings: Settings = Settings(), *, force: bool = False,
+def fit(data: Path | Sequence[Path], out: Path, settings: Settings = Settings(), *, force: bool = False,
         report: Report | None = None) -> FitResult:
-    """Train on the dataset under `data` and write the run folder `out` (see docs/training.md)."""
+    """Train on the dataset under `data` (or several, pooled and split by lesion together) and write
+    the run folder `out` (see docs/training.md)."""
     settings = replace(settings, weights=_weights_arg(settings.weights))
     _check_settings(settings)
     out = Path(out).expanduser().absolute()
-    _check_out(out, Path(data), force)
+    roots = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
+    for root in roots:
+        _check_out(out, root, force)
     report = report or (lambda message: None)
-    dataset = load(data, settings.strict)
+    dataset = load(roots, settings.strict)
     for warning in dataset.warnings:
         report(f"warning: {warning}")
     try:
@@ -108,6 +111,8 @@ def fit(data: Path, out: Path, settings: Settings = Settings(), *, force: bool =
         class_counts(dataset.records, dataset.labels)  # every label is one of the model's
     except DatasetError as e:
         raise TrainError(str(e)) from None
+    for line in per_dataset_counts(dataset, splits):
+        report(line)
     from train.quiet import import_tensorflow  # noqa: PLC0415
 
     import_tensorflow()
@@ -120,7 +125,7 @@ def fit(data: Path, out: Path, settings: Settings = Settings(), *, force: bool =
     tmp = _make_tmp(out, chief)
     try:
         outcome = training.train(dataset, splits, tmp, settings, strategy, report)
-        result = _finish(Path(data), dataset, splits, tmp, out, settings, outcome, force, chief)
+        result = _finish(roots, dataset, splits, tmp, out, settings, outcome, force, chief)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -143,12 +148,26 @@ def _make_tmp(out: Path, chief: bool) -> Path:
                          "or free disk space") from None
 
 
-def load(data: Path, strict: bool):
-    """The dataset under `data`; dataset problems become TrainError (one line, exit 1)."""
+def load(data: Path | Sequence[Path], strict: bool):
+    """The dataset under `data` (several: pooled); dataset problems become TrainError (one line, exit 1)."""
+    roots = [data] if isinstance(data, (str, Path)) else list(data)
     try:
-        return load_dataset(Path(data).expanduser(), strict=strict)
+        return load_datasets([Path(d).expanduser() for d in roots], strict=strict)
     except DatasetError as e:
         raise TrainError(str(e)) from None
+
+
+def per_dataset_counts(dataset, splits: Mapping[str, Sequence[Record]]) -> list[str]:
+    """One line per pooled dataset: its images in each split (nothing for a single dataset)."""
+    if not dataset.parts:
+        return []
+    origin = dataset_of(dataset)
+    lines = []
+    for root, layout, n in dataset.parts:
+        name = Path(root).name
+        per = {split: sum(origin.get(r.path) == name for r in recs) for split, recs in splits.items()}
+        lines.append(f"dataset {name} ({layout}): {n} images, " + ", ".join(f"{k} {v}" for k, v in per.items()))
+    return lines
 
 
 def _weights_arg(weights: str) -> str:
@@ -191,7 +210,7 @@ def _check_out(out: Path, data: Path, force: bool) -> None:
         raise TrainError(f"--out {out} holds the dataset {data}; a run folder must be somewhere else")
 
 
-def _finish(data: Path, dataset, splits: Mapping[str, Sequence[Record]], tmp: Path, out: Path, settings: Settings,
+def _finish(data: Sequence[Path], dataset, splits: Mapping[str, Sequence[Record]], tmp: Path, out: Path, settings: Settings,
             outcome, force: bool, chief: bool) -> FitResult:
     """Write everything except the model and history (already in `tmp`), then rename tmp -> out."""
     from train.report import plots  # noqa: PLC0415
@@ -215,10 +234,13 @@ def _finish(data: Path, dataset, splits: Mapping[str, Sequence[Record]], tmp: Pa
     return _result(out, dataset, outcome, chief)
 
 
-def run_info(data: Path, dataset, settings: Settings, outcome, labels: Sequence[str]) -> dict:
+def run_info(data: Path | Sequence[Path], dataset, settings: Settings, outcome, labels: Sequence[str]) -> dict:
     s = settings.as_dict()
+    roots = [Path(d).expanduser().resolve() for d in ([data] if isinstance(data, (str, Path)) else data)]
     return {
-        "data": str(data.expanduser().resolve()), "layout": dataset.layout,
+        "data": str(roots[0]), "datasets": [str(r) for r in roots],
+        "dataset_images": {Path(root).name: n for root, _, n in dataset.parts} or {roots[0].name: len(dataset.records)},
+        "layout": dataset.layout,
         **{k: s[k] for k in ("image_size", "alpha", "weights", "seed")},
         "labels": list(labels), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(), "interrupted": outcome.interrupted,

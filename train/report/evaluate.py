@@ -120,7 +120,7 @@ def _records(r: Run, data: Path | None, split: str, predictions_only_ok: bool,
     if data is None:
         if not r.info.get("data"):
             raise TrainError(f"{r.folder / 'run.json'} does not name the run's dataset; pass --data")
-        dataset = load(Path(r.info["data"]), strict=False)
+        dataset = load([Path(p) for p in r.info.get("datasets") or [r.info["data"]]], strict=False)
         try:
             splits = read_split_csv(r.folder / "split.csv", dataset)
         except DatasetError as e:

@@ -13,6 +13,59 @@
   const pct = (s) => (s == null ? "\u2013" : (100 * s).toFixed(1) + " %");
   const ms = (v) => (v == null ? "\u2013" : v.toFixed(v < 10 ? 1 : 0) + " ms");
 
+  let model = null;
+  const nameOf = (p) => (p.name && p.name !== p.label ? p.name : p.label);
+  const codeOf = (p) => (p.name && p.name !== p.label ? p.label : "");
+
+  async function loadModel() {
+    try {
+      const [code, m] = await getJSON("/api/model");
+      if (code !== 200) return;
+      model = m;
+      setText("model-name", m.name || "\u2013");
+      setText("model-sha", m.short_sha256 ? "sha256 " + m.short_sha256 : "");
+      const data = $("model-data"), t = m.trained_on || {};
+      data.className = t.synthetic ? "synthetic" : "";
+      setText("model-data", t.synthetic ? "trained on synthetic sample data, not on real lesions"
+        : (t.description || t.data ? "trained on " + (t.description || t.data) : ""));
+      setText("score-kind", m.smoothing < 1 ? "smoothed score" : "score");
+      $("capture").hidden = !m.archive;
+      $("review-link").hidden = !m.archive;
+    } catch (e) { setTimeout(loadModel, 2000); }
+  }
+
+  let noteTimer = null;
+  function captureNote(text, bad) {
+    const el = $("capture-note");
+    el.className = "capture-note" + (bad ? " err" : "");
+    el.hidden = false;
+    setText("capture-note", text);
+    clearTimeout(noteTimer);
+    noteTimer = setTimeout(() => { el.hidden = true; }, 6000);
+  }
+
+  async function capture() {
+    const button = $("capture");
+    if (button.hidden || button.disabled) return;
+    button.disabled = true;
+    try {
+      const res = await fetch(withToken("/api/captures"), { method: "POST", cache: "no-store",
+        headers: { "Content-Type": "application/json" }, body: "{}" });
+      const body = await res.json();
+      if (res.status === 201) {
+        const top = body.top_k[0];
+        const what = body.label ? nameOf(top) + " " + pct(body.score)
+          : body.status + (body.reasons.length ? ": " + body.reasons.join(", ") : "") + (top ? "; top class " + nameOf(top) + " " + pct(top.score) : "");
+        captureNote("capture " + body.id + " stored (" + what + ", " + body.width + "\u00d7" + body.height + ")", false);
+      } else {
+        captureNote("not captured: " + body.error, true);
+      }
+    } catch (e) {
+      captureNote("not captured: connection lost", true);
+    }
+    button.disabled = false;
+  }
+
   function showResult(r) {
     if (r.frame !== lastFrame) { lastFrame = r.frame; lastChange = Date.now(); }
     const stale = Date.now() - lastChange > STALE_MS;
@@ -22,16 +75,18 @@
     const shown = r.status === "ok" && r.label != null;
     const label = $("label");
     label.className = "label" + (shown ? "" : " uncertain");
-    setText("label", shown ? r.label : (r.status === "error" ? "No result" : "Uncertain"));
+    const top = shown ? r.top_k[0] : null;
+    setText("label", shown ? nameOf(top) : (r.status === "error" ? "No result" : "Uncertain"));
+    setText("code", shown ? codeOf(top) : "");
     const reasons = $("reasons");
     reasons.hidden = shown;
     setText("reasons", shown ? "" : (r.reasons.length ? r.reasons.join("; ") : "low confidence"));
     setText("score", shown ? pct(r.score) : "\u2013");
     $("scorebar").style.width = shown ? (100 * r.score).toFixed(1) + "%" : "0";
     const topk = $("topk");
-    topk.replaceChildren(...(shown ? r.top_k : []).map((p) => {
+    topk.replaceChildren(...(shown ? r.top_k.slice(1) : []).map((p) => {  // the top score is shown once, above
       const li = document.createElement("li");
-      li.textContent = p.label + " " + pct(p.score);
+      li.textContent = nameOf(p) + (codeOf(p) ? " (" + codeOf(p) + ")" : "") + " " + pct(p.score);
       return li;
     }));
     setText("fps", r.fps.toFixed(1));
@@ -90,6 +145,11 @@
 
   // the stream never finishes loading: start it after the page's load event so that event still fires
   if (document.readyState === "complete") startStream(); else window.addEventListener("load", startStream);
+  $("capture").addEventListener("click", capture);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "c" && !e.ctrlKey && !e.metaKey && !e.altKey && !(e.target instanceof HTMLInputElement)) capture();
+  });
+  loadModel();
   poll();
   pollStats();
 })();
