@@ -16,7 +16,8 @@ pytest.register_assert_rewrite("helpers")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
+# every colour bright enough for the quality gate's default (mean luminance >= 60)
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 70, 230), "yellow": (230, 220, 30)}
 LABELS = tuple(COLOURS)
 INPUT_HW = (40, 48)  # deliberately not square and not 224
 

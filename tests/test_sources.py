@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import colour_image
+from conftest import COLOURS, colour_image
 from helpers import MJPEGCamera, write_video
 
 from edge.errors import ConfigError, ImageError, SourceError
@@ -211,8 +211,8 @@ class StandInPicamera2:
         class Request:
             def make_array(self, name: str) -> np.ndarray:
                 w, h = camera.config[name]["size"]
-                rgb = np.zeros((h, w, 3), np.uint8)
-                rgb[..., 0], rgb[..., 2] = 200, 10  # red
+                rgb = np.empty((h, w, 3), np.uint8)
+                rgb[:] = COLOURS["red"]
                 if name == "main":
                     return np.ascontiguousarray(rgb[..., ::-1])  # B, G, R byte order
                 return cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
@@ -253,8 +253,8 @@ def test_picamera2_main_for_display_lores_for_the_model(stand_in):
         assert src.rate == pytest.approx(30.0, rel=1e-3) and src.focus == 1234 and cam.released == 1
     assert isinstance(views, Views)
     assert views.display.shape == (480, 640, 3) and views.display.flags.c_contiguous
-    assert views.display[0, 0].tolist() == [200, 0, 10]  # R, G, B
-    assert views.analysis.shape == (80, 96, 3) and abs(int(views.analysis[0, 0, 0]) - 200) <= 2
+    assert views.display[0, 0].tolist() == list(COLOURS["red"])  # R, G, B
+    assert views.analysis.shape == (80, 96, 3) and abs(int(views.analysis[0, 0, 0]) - COLOURS["red"][0]) <= 3
     assert cam.calls == ["create_video_configuration", "configure", "start", "stop", "close"]
 
 
