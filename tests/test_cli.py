@@ -167,6 +167,25 @@ def test_classify_never_labels_a_black_blown_out_blurred_or_tiny_image(bundle_di
     assert text.exit_code == 0 and f"{tmp_path / 'black.png'}: uncertain (too dark" in text.stdout
 
 
+def test_classify_applies_the_daemons_config(bundle_dir, colour_files, tmp_path):
+    """The [quality] limits and threshold of edge run's config hold for photos too; a flag overrides."""
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text("threshold = 0.2\n[quality]\nmin_brightness = 100\n")  # the red photo's is about 84
+    result = invoke("classify", colour_files["red"], "--model", bundle_dir, "--config", cfg, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"][0]["reasons"] == ["too dark"]
+    cfg.write_text("threshold = 0.9999\n")
+    strict = json.loads(invoke("classify", colour_files["red"], "--model", bundle_dir, "--config", cfg,
+                               "--json").stdout)["results"][0]
+    assert strict["status"] == "uncertain" and strict["reasons"] == ["low confidence"]
+    flag = json.loads(invoke("classify", colour_files["red"], "--model", bundle_dir, "--config", cfg,
+                             "--threshold", "0.5", "--json").stdout)["results"][0]
+    assert flag["status"] == "ok"
+    cfg.write_text("[quality]\nmin_sharpnes = 3\n")
+    bad = invoke("classify", colour_files["red"], "--model", bundle_dir, "--config", cfg)
+    assert bad.exit_code == 1 and "unknown key 'quality.min_sharpnes'" in bad.stderr
+
+
 def test_classify_shows_the_full_disclaimer(bundle_dir, colour_files):
     from edge import DISCLAIMER
 

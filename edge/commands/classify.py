@@ -44,8 +44,13 @@ def classify(
     threads: ThreadsOpt = None,
     labels: LabelsOpt = None,
     json_out: JsonFlag = False,
-    threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0,
-                                             help="A top score below this is 'uncertain (low confidence)'.")] = 0.5,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", min=0.0, max=1.0, show_default=False,
+        help="A top score below this is 'uncertain (low confidence)' \\[default: the config's, else 0.5].")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", dir_okay=False, show_default=False,
+        help="edge run's TOML config, whose \\[quality] limits and threshold apply here too "
+             "\\[default: /etc/skin-edge/edge.toml when it exists].")] = None,
     archive: Annotated[Path | None, typer.Option(
         "--archive", file_okay=False, metavar="DIR", show_default=False,
         help="Keep each classified photo with its result in this archive, for review (/review of an "
@@ -57,14 +62,18 @@ def classify(
     from edge import DISCLAIMER  # noqa: PLC0415
     from edge.model.classify import classify_files  # noqa: PLC0415
     from edge.model.load import load_model  # noqa: PLC0415
+    from edge.run.config import load_config  # noqa: PLC0415
 
+    cfg = load_config(config)  # the daemon's gate: the same limits for a photo as for a camera frame
+    threshold = cfg.threshold if threshold is None else threshold
     m = load_model(model, device=device, threads=threads, labels=labels)
     for line in m.notes:
         note(line)
     store = _open_archive(archive) if archive else None
     results, archived, unarchived = [], {}, 0
     try:
-        for r in classify_files(m, images, k=top_k, threshold=threshold, keep=store is not None):
+        for r in classify_files(m, images, k=top_k, threshold=threshold, quality=cfg.quality,
+                                keep=store is not None):
             results.append(r)
             if not r.ok:
                 typer.echo(f"error: {r.error}", err=True)
