@@ -1,7 +1,7 @@
 """``edge run``: load the model once, open the source, run the pipeline into its outputs.
 
-Outputs: the terminal line, ``--jsonl``, the live page (``--http``, :mod:`edge.outputs.server`) and the
-systemd notify protocol. SIGTERM, SIGINT and SIGHUP stop capture, finish the frame in flight, flush the
+Outputs: the terminal line, ``--jsonl``, the live page (``--http``, :mod:`edge.outputs.server`), MQTT,
+the capture archive (``--archive``, :mod:`edge.archive`) and the systemd notify protocol. SIGTERM, SIGINT and SIGHUP stop capture, finish the frame in flight, flush the
 outputs and release the camera; the process then exits 0 (in well under 2 s). A camera or stream
 lost for good raises SourceError, which the command turns into exit status 1 so systemd restarts
 the service.
