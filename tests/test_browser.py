@@ -102,6 +102,7 @@ def test_page_shows_the_stream_and_a_label_that_updates(browser, model, tmp_path
     live = LiveServer("127.0.0.1", 0, token="pagetoken", stats=lambda: stats).start()
     try:
         with Feeder(live, model, "red", hz=25) as feeder:
+            wait_until(lambda: live.latest() is not None, timeout=5)  # no 503 "no result yet" in the console
             check_live_page(browser, live.page_url)
             wait_until(lambda: text(browser, "label") == "red", timeout=10)
             assert text(browser, "score").endswith("%") and text(browser, "score-kind") == "score"
@@ -228,6 +229,7 @@ def test_capture_button_and_the_review_page_by_keyboard(browser, model, tmp_path
                 desk.publish(result, frame)
 
         with Feeder(Both(), model, "red", hz=20) as feeder:
+            wait_until(lambda: live.latest() is not None, timeout=5)  # no 503 "no result yet" in the console
             check_live_page(browser, live.page_url)
             assert "synthetic sample data" in text(browser, "model") and text(browser, "score-kind") == "smoothed score"
             for colour in ("red", "green", "blue"):  # the button, twice, and the c key
