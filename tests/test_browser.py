@@ -85,7 +85,8 @@ def frame_shown(driver) -> bool:
 
 def check_live_page(driver, url: str) -> None:
     """The page loads, shows a camera frame, a label, the figures and the disclaimer."""
-    driver.get_log("browser")  # drop what earlier pages logged
+    driver.get("about:blank")  # stop an earlier page's polling (its server may be gone by now)...
+    driver.get_log("browser")  # ...then drop what it logged
     driver.get(url)
     wait_until(lambda: frame_shown(driver), timeout=10)
     wait_until(lambda: text(driver, "status") == "OK", timeout=10)  # shown uppercase by the stylesheet
@@ -243,6 +244,7 @@ def test_capture_button_and_the_review_page_by_keyboard(browser, model, tmp_path
                            timeout=5)
         assert [c.top_k[0]["label"] for c in archive.list()[0]] == ["blue", "green", "red"]
 
+        browser.get("about:blank")
         browser.get_log("browser")
         browser.get(f"{live.url}review?token=rev")
         wait_until(lambda: text(browser, "count") == "3 of 3 captures", timeout=10)
