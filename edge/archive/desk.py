@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.archive.review import ArchiveError, Review
 from edge.archive.store import Archive, Capture
-from edge.ops.quality import LOW_CONFIDENCE
+from edge.ops.quality import LOW_CONFIDENCE, frame_problem
 from edge.results import OK, UNCERTAIN, FrameResult
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class CaptureDesk:
     # ---------------------------------------------------------------- the sink
 
     def publish(self, result: FrameResult, frame: np.ndarray | None) -> None:
-        if result.status not in (OK, UNCERTAIN) or not result.raw_top or not _rgb(frame):
+        if result.status not in (OK, UNCERTAIN) or not result.raw_top or frame_problem(frame) is not None:
             return
         sharp = float(result.quality.get("sharpness", 0.0))
         now = time.monotonic()
@@ -100,11 +100,10 @@ class CaptureDesk:
             raise
         self.stored += 1
         self.last_capture_ms = (time.perf_counter() - t0) * 1e3
+        log.info(f"capture {cap.id} stored: {cap.label or cap.status} ({cap.width}x{cap.height}, "
+                 f"{cap.image_bytes // 1024} KB, {self.last_capture_ms:.0f} ms)")
         return cap
 
     def review(self, capture_id: int, review: Review) -> Capture:
         return self.archive.review(capture_id, review)
 
-
-def _rgb(frame: Any) -> bool:
-    return isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3

@@ -251,19 +251,21 @@ class Archive:
         except OSError as e:
             _remove(image, thumb)
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ArchiveFull(f"the disk of the archive {self.root} is full: this capture was not stored",
-                                  "Free some space (or move the archive); earlier captures are intact.") from None
+                raise self._full() from None
             raise ArchiveError(f"cannot store the capture in {self.root} ({e.strerror or e})",
                                "Check the folder's permissions and free space.") from None
         except sqlite3.Error as e:
             _remove(image, thumb)
-            if "full" in str(e).lower():
-                raise ArchiveFull(f"the disk of the archive {self.root} is full: this capture was not stored",
-                                  "Free some space (or move the archive); earlier captures are intact.") from None
+            if "full" in str(e).lower():  # SQLITE_FULL: "database or disk is full"
+                raise self._full() from None
             raise ArchiveError(f"cannot record the capture in {self.root / DB_FILE} ({e})") from None
         got = self.get(int(new_id))
         assert got is not None
         return got
+
+    def _full(self) -> ArchiveFull:
+        return ArchiveFull(f"the disk of the archive {self.root} is full: this capture was not stored",
+                           "Free some space (or move the archive); earlier captures are intact.")
 
     def review(self, capture_id: int, review: Review) -> Capture:
         """Record (or replace) the expert's review of one capture; ArchiveError when there is no such id."""

@@ -122,8 +122,7 @@ def _archive_one(store: "Archive", r: "FileResult", m: "Model") -> int | None:
         jpeg = r.path.read_bytes() if r.path.suffix.lower() in (".jpg", ".jpeg") else None
         cap = store.add(r.rgb, jpeg=jpeg, source="classify", status=r.status, reasons=r.reasons,
                         top_k=[p.as_dict() for p in r.top], quality=r.quality, original=str(r.path),
-                        model={k: v for k, v in m.bundle.identity.items() if k in ("name", "file", "sha256",
-                                                                                    "trained_on")})
+                        model=m.bundle.model_id)
     except ArchiveError as e:
         typer.echo(f"error: {r.path}: not archived: {e}", err=True)
         return None

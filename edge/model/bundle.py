@@ -50,15 +50,21 @@ class Bundle:
         return display_names(self.labels, self.meta)
 
     @property
-    def identity(self) -> dict[str, Any]:
-        """Which model this is, for a person and for the archive: name, the model file's SHA-256,
-        what it was trained on (``synthetic`` when that was the built-in sample data)."""
+    def model_id(self) -> dict[str, Any]:
+        """Which model made a result, as the archive records it with every capture: name, file, the
+        file's SHA-256, what it was trained on (``synthetic`` when that was the built-in sample data)."""
         files = self.meta.get("files") or {}
         sha = (files.get(self.model_path.name) or {}).get("sha256")
         trained = self.meta.get("trained_on") if isinstance(self.meta.get("trained_on"), dict) else {}
-        return {"name": self.name, "file": self.model_path.name, "sha256": sha,
-                "short_sha256": sha[:12] if isinstance(sha, str) else None,
-                "created": self.meta.get("created"), "trained_on": trained}
+        return {"name": self.name, "file": self.model_path.name, "sha256": sha, "trained_on": trained}
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """:attr:`model_id` and what the pages show besides: the short SHA-256, the creation time."""
+        ident = self.model_id
+        sha = ident["sha256"]
+        return {**ident, "short_sha256": sha[:12] if isinstance(sha, str) else None,
+                "created": self.meta.get("created")}
 
     def variant(self, kind: str) -> Path | None:
         """The file of a variant (int8, float, edgetpu) when the bundle has it."""

@@ -103,8 +103,6 @@ def _take(h: Any, desk: Any) -> None:
     except ArchiveError as e:
         log.warning("capture not stored: %s", e.message)
         return _archive_error(h, e)
-    log.info(f"capture {cap.id} stored: {cap.label or cap.status} ({cap.width}x{cap.height}, "
-             f"{cap.image_bytes // 1024} KB, {desk.last_capture_ms:.0f} ms)")
     h._json(201, {**cap.as_dict(), "capture_ms": round(desk.last_capture_ms or 0.0, 3)},
             [("Location", f"/api/captures/{cap.id}")])
 

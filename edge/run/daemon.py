@@ -100,25 +100,17 @@ def model_info(model: Any, cfg: RunConfig) -> dict[str, Any]:
             "smoothing": cfg.smoothing, "threshold": cfg.threshold, "archive": cfg.archive is not None}
 
 
-def _open_desk(cfg: RunConfig, model: Any, info: dict[str, Any]) -> Any:
+def _open_desk(cfg: RunConfig, model: Any) -> Any:
     from edge.archive.desk import CaptureDesk  # noqa: PLC0415
     from edge.archive.store import Archive  # noqa: PLC0415
 
     archive = Archive(cfg.archive)  # type: ignore[arg-type]
-    ident = {k: info[k] for k in ("name", "file", "sha256", "trained_on")}
-    desk = CaptureDesk(archive, model=ident, classes=model.labels or (), names=model.names,
+    desk = CaptureDesk(archive, model=model.bundle.model_id, classes=model.labels or (), names=model.names,
                        threshold=cfg.threshold)
     n = archive.list(limit=1)[1]
     log.info(f"archive: {archive.root} ({n} capture{'s' if n != 1 else ''})")
     return desk
 
-
-def _capture_key(desk: Any) -> Callable[[], None]:
-    def capture() -> None:
-        cap = desk.capture()
-        log.info(f"capture {cap.id} stored: {cap.label or cap.status} ({cap.width}x{cap.height}, "
-                 f"{desk.last_capture_ms:.0f} ms)")
-    return capture
 
 
 def _open_mqtt(cfg: RunConfig, stats: Callable[[], RunStats], server: Any) -> Sink:
@@ -166,14 +158,13 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
     notify = NotifySink(systemd, describe=lambda: _status(pipeline))
     pipeline.on_idle = notify.idle  # a bounded reconnect keeps the watchdog fed
     sinks: list[Sink] = []
-    server = desk = keys = None
-    info = model_info(model, cfg)
+    server = desk = None
     try:
         if cfg.archive:
-            desk = _open_desk(cfg, model, info)
+            desk = _open_desk(cfg, model)
             sinks.append(desk)
         if cfg.http:
-            server = _open_server(cfg, pipeline.snapshot, info, desk)
+            server = _open_server(cfg, pipeline.snapshot, model_info(model, cfg), desk)
             sinks.append(server)
         sinks.insert(0, TerminalSink(out, quiet=cfg.quiet))
         if cfg.jsonl:
@@ -190,23 +181,21 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
             if not _is_loopback(host) and not cfg.token:
                 log.warning(f"warning: the live page is open to every host that can reach {host}; set --token")
         log.info(DISCLAIMER)
-        if desk is not None:
-            keys = KeyReader({"c": _capture_key(desk)})
-            if keys.start():
-                log.info("press c to capture the sharpest frame of the last second")
-        with _signals_stop(pipeline, notify):
-            summary = pipeline.run()
-    except BaseException:
-        if keys is not None:
+        keys = KeyReader({"c": desk.capture} if desk is not None else {})
+        if desk is not None and keys.start():
+            log.info("press c to capture the sharpest frame of the last second")
+        try:
+            with _signals_stop(pipeline, notify):
+                summary = pipeline.run()
+        finally:
             keys.close()
+    except BaseException:
         for sink in sinks:  # on failure before or during the run: release the port, flush the file
             sink.close()
         notify.close()
         if pipeline.summary is not None:
             log.info(summary_line(pipeline.summary))
         raise
-    if keys is not None:
-        keys.close()
     log.info(summary_line(summary))
     f = summary.stats.frames
     first = pipeline.stats.first_error
