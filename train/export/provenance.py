@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ from train.data.sample_data import is_sample_data
 
 def trained_on(r: Any) -> dict[str, Any]:
     """What a person is told the model learnt from (the live page, the archive)."""
-    roots = [Path(p) for p in r.info.get("datasets") or [r.data]]
+    roots = list(r.roots)
     synthetic = [is_sample_data(p) for p in roots]
     return {"data": " + ".join(p.name for p in roots), "layout": r.info.get("layout"), "synthetic": any(synthetic),
             "train_images": len(r.splits["train"]), "description": " + ".join(

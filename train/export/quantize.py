@@ -92,8 +92,9 @@ class _Run:
     root: Path
     labels: tuple[str, ...]
     info: dict[str, Any]
-    data: Path
+    data: Path  # the first of `roots`
     splits: dict[str, list[Any]] = field(repr=False)
+    roots: tuple[Path, ...] = ()  # every dataset folder the run was trained on
 
 
 def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: str = "uint8",
@@ -190,10 +191,12 @@ def _open_run(run: Path, data: str | Path | None) -> _Run:
     if data is None and not info.get("data"):
         raise TrainError(f"{run / 'run.json'} does not name the dataset it was trained on.",
                          "Pass --data with the dataset the run was trained on.")
-    roots = [Path(data)] if data is not None else [Path(p) for p in info.get("datasets") or [info["data"]]]
-    root = roots[0]
     from edge.data.datasets import DatasetError, read_split_csv  # noqa: PLC0415
     from edge.data.merge import load_datasets  # noqa: PLC0415
+    from train.fit.run import dataset_roots  # noqa: PLC0415
+
+    roots = [Path(data)] if data is not None else dataset_roots(info)
+    root = roots[0]
 
     try:
         splits = read_split_csv(run / "split.csv", load_datasets(roots))
@@ -206,7 +209,7 @@ def _open_run(run: Path, data: str | Path | None) -> _Run:
                          "Use the dataset the run was trained on.")
     if not splits["test"]:
         raise TrainError(f"The test split in {run / 'split.csv'} is empty: nothing to evaluate on.")
-    return _Run(run, labels, info, root, splits)
+    return _Run(run, labels, info, root, splits, tuple(roots))
 
 
 def _load_keras(r: _Run) -> tuple[Any, tuple[int, int]]:

@@ -98,7 +98,7 @@ def fit(data: Path | Sequence[Path], out: Path, settings: Settings = Settings(),
     settings = replace(settings, weights=_weights_arg(settings.weights))
     _check_settings(settings)
     out = Path(out).expanduser().absolute()
-    roots = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
+    roots = as_roots(data)
     for root in roots:
         _check_out(out, root, force)
     report = report or (lambda message: None)
@@ -148,11 +148,20 @@ def _make_tmp(out: Path, chief: bool) -> Path:
                          "or free disk space") from None
 
 
+def as_roots(data: Path | str | Sequence[Path]) -> list[Path]:
+    """`--data` as a list of folders: one path, or several (pooled)."""
+    return [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
+
+
+def dataset_roots(info: Mapping) -> list[Path]:
+    """The dataset folders a run.json names: `datasets`, or `data` alone (runs written before pooling)."""
+    return [Path(p) for p in info.get("datasets") or [info["data"]]]
+
+
 def load(data: Path | Sequence[Path], strict: bool):
     """The dataset under `data` (several: pooled); dataset problems become TrainError (one line, exit 1)."""
-    roots = [data] if isinstance(data, (str, Path)) else list(data)
     try:
-        return load_datasets([Path(d).expanduser() for d in roots], strict=strict)
+        return load_datasets([d.expanduser() for d in as_roots(data)], strict=strict)
     except DatasetError as e:
         raise TrainError(str(e)) from None
 
@@ -236,7 +245,7 @@ def _finish(data: Sequence[Path], dataset, splits: Mapping[str, Sequence[Record]
 
 def run_info(data: Path | Sequence[Path], dataset, settings: Settings, outcome, labels: Sequence[str]) -> dict:
     s = settings.as_dict()
-    roots = [Path(d).expanduser().resolve() for d in ([data] if isinstance(data, (str, Path)) else data)]
+    roots = [d.expanduser().resolve() for d in as_roots(data)]
     return {
         "data": str(roots[0]), "datasets": [str(r) for r in roots],
         "dataset_images": {Path(root).name: n for root, _, n in dataset.parts} or {roots[0].name: len(dataset.records)},

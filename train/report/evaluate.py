@@ -18,7 +18,7 @@ import numpy as np
 
 from edge.data.datasets import IMAGE_SUFFIXES, DatasetError, Record, read_split_csv
 from train.errors import TrainError
-from train.fit.run import load, write_json
+from train.fit.run import dataset_roots, load, write_json
 
 ISIC_HEADER = ("image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 SPLIT_CHOICES = ("train", "val", "test", "all")
@@ -120,7 +120,7 @@ def _records(r: Run, data: Path | None, split: str, predictions_only_ok: bool,
     if data is None:
         if not r.info.get("data"):
             raise TrainError(f"{r.folder / 'run.json'} does not name the run's dataset; pass --data")
-        dataset = load([Path(p) for p in r.info.get("datasets") or [r.info["data"]]], strict=False)
+        dataset = load(dataset_roots(r.info), strict=False)
         try:
             splits = read_split_csv(r.folder / "split.csv", dataset)
         except DatasetError as e:
