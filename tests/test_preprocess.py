@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -107,3 +108,20 @@ def test_top_k_order_labels_and_bounds():
     assert [(p.index, p.label) for p in top] == [(1, "b"), (3, "d")]
     assert [p.index for p in top_k(probs, 10)] == [1, 3, 0, 2]  # k capped, ties by index
     assert top_k(probs, 1)[0].label == "1"  # no labels: the index
+
+
+def test_area_reduce_gives_opencv_inter_area_bytes_for_every_factor():
+    """The fast integer-factor reduction is OpenCV's INTER_AREA to the byte (pixel_probe depends on it)."""
+    from edge.ops.preprocess import area_reduce
+
+    rng = np.random.default_rng(11)
+    for k in range(2, 18):
+        for trial in range(6):
+            h, w = k * int(rng.integers(1, 40)), k * int(rng.integers(1, 40))
+            cases = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8), np.full((h, w, 3), 255, np.uint8)]
+            if trial == 0:  # a strided view, as the centre crop hands it over
+                wide = rng.integers(0, 256, (h, w + 2 * k, 3), dtype=np.uint8)
+                cases.append(wide[:, k : k + w])
+            for img in cases:
+                expect = cv2.resize(img, (w // k, h // k), interpolation=cv2.INTER_AREA)
+                assert np.array_equal(area_reduce(img, k), expect), (k, img.shape)

@@ -478,3 +478,42 @@ def model(bundle_dir):
     from edge.model.load import load_model
 
     return load_model(bundle_dir, device="cpu", threads=1)
+
+
+def test_share_splits_preparation_so_both_threads_are_equally_busy():
+    from edge.sources.capture import Share
+
+    share = Share()
+    assert share.fraction == 1.0  # before any figures: the capture thread prepares
+    share.read(0.6), share.prepared(0.8), share.inferred(0.6, None)
+    assert abs(share.fraction - 0.5) < 1e-9  # 0.6 + 0.4 on each side
+    taken = sum(share.here(False) for _ in range(1000))
+    assert 495 <= taken <= 505  # spread evenly over the frames
+    assert share.here(True) is False  # inference waits right now: never make it wait longer
+    slow_camera = Share()
+    slow_camera.read(33.0), slow_camera.prepared(0.8), slow_camera.inferred(0.6, 0.8)
+    assert slow_camera.fraction == 0.0
+    slow_model = Share()
+    slow_model.read(0.6), slow_model.prepared(0.8), slow_model.inferred(40.0, None)
+    assert slow_model.fraction == 1.0
+
+
+def test_frames_prepared_by_either_thread_give_the_same_results(bundle_dir, video):
+    """Work sharing moves where a frame is prepared, never what comes out."""
+    from edge.model.load import load_model
+    from edge.run.pipeline import Pipeline, PipelineOptions
+    from edge.sources import capture
+    from edge.sources.opencv import VideoFileSource
+
+    model = load_model(bundle_dir, device="cpu", threads=1)
+    runs = []
+    for always in (True, False):
+        original = capture.Share.here
+        capture.Share.here = lambda self, idle, always=always: always  # all in capture, or all in inference
+        try:
+            summary = Pipeline(model, VideoFileSource(video), (), PipelineOptions(realtime=False)).run(collect=True)
+        finally:
+            capture.Share.here = original
+        runs.append([(r.frame_index, r.status, r.reasons, [(p.label, p.score) for p in r.top], r.quality)
+                     for r in summary.results])
+    assert runs[0] == runs[1] and len(runs[0]) == 12

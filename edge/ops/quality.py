@@ -7,8 +7,8 @@ result carries (docs/run.md).
 
 Sharpness is the variance of the Laplacian of a downscaled grey image (a sharp image has strong
 edges; blur removes them). Brightness is the mean luminance, 0..255. Both are computed on a copy
-at most ``WORK_WIDTH`` pixels wide, so the check costs well under a millisecond and does not
-depend on the camera's resolution.
+at most ``WORK_WIDTH`` pixels wide (halved by area averaging, then the rest of the way), so the
+check costs about 0.1 ms and hardly depends on the camera's resolution.
 """
 
 from __future__ import annotations
@@ -50,8 +50,14 @@ class Quality:
 
 
 def _small_grey(rgb: np.ndarray) -> np.ndarray:
+    """Grey, then halved by area averaging (OpenCV's vector path) while at least twice WORK_WIDTH
+    wide, then the rest of the way: a 640x480 frame in ~0.1 ms, where one INTER_AREA step by 4 took
+    three times that."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # one channel first: a third of the resizing work
     h, w = grey.shape
+    while w >= 2 * WORK_WIDTH and h >= 2:
+        h, w = h // 2, w // 2
+        grey = cv2.resize(grey[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
     if w > WORK_WIDTH:
         grey = cv2.resize(grey, (WORK_WIDTH, max(1, round(h * WORK_WIDTH / w))), interpolation=cv2.INTER_AREA)
     return grey

@@ -1,7 +1,8 @@
 """Frames to results: quality gate, preprocess, invoke, postprocess, smoothing, threshold.
 
-The quality measures and preprocessing of a frame run in the capture thread (:meth:`Pipeline.prepare`),
-so they overlap the inference of the previous frame; the inference thread invokes the model,
+The quality measures and preprocessing of a frame (:meth:`Pipeline.prepare`) run in the capture
+thread, overlapping the previous frame's inference, or in the inference thread, in the shares that
+keep both equally busy (``edge.sources.capture.Share``); the inference thread invokes the model,
 smooths, thresholds and publishes.
 
 ``edge run`` and ``edge benchmark --source`` both use :class:`Pipeline` (the latter through
@@ -41,11 +42,11 @@ from edge.results import (
     StageTimes,
 )
 from edge.run.stats import PipelineStats
+from edge.run.tuning import frame_loop
 from edge.sources.base import Source
 from edge.sources.capture import Capture, Frame, Reconnect
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,10 @@ class Pipeline:
         """One frame through every stage; a bad frame gives an ERROR result, never an exception."""
         if frame.error is not None:
             return self._error(frame, frame.error)
-        prep = frame.prepared if isinstance(frame.prepared, Prepared) else self.prepare(frame.image)
+        t0 = time.perf_counter()
+        own = not isinstance(frame.prepared, Prepared)  # this thread prepares it
+        prep = self.prepare(frame.to_prepare) if own else frame.prepared
+        t1 = time.perf_counter()
         if prep.error is not None or prep.tensor is None or prep.quality is None:
             return self._error(frame, prep.error or "frame could not be prepared")
         t2 = time.perf_counter()
@@ -146,15 +150,17 @@ class Pipeline:
         reasons = list(prep.reasons)
         raw_top = top_k(probs, k, self._labels, self._names)
         if self._stills:  # unrelated photos: each image's result is its own
-            smoothed = probs
+            smoothed, top = probs, raw_top
         else:
             smoothed = self.smoother.state if reasons else self.smoother.update(probs)
-        top = top_k(smoothed, k, self._labels, self._names) if smoothed is not None else ()
+            top = top_k(smoothed, k, self._labels, self._names) if smoothed is not None else ()
         if not reasons and top[0].score < self.options.threshold:
             reasons.append(LOW_CONFIDENCE)
         status = UNCERTAIN if reasons else OK
         self.smoother.note(status == OK)
         t4 = time.perf_counter()
+        if self.capture is not None:
+            self.capture.report((t4 - t1) * 1e3, (t1 - t0) * 1e3 if own else None)
         times = StageTimes(capture_ms=frame.capture_ms, quality_ms=prep.quality_ms,
                            preprocess_ms=prep.preprocess_ms, invoke_ms=(t3 - t2) * 1e3,
                            postprocess_ms=(t4 - t3) * 1e3)
@@ -183,6 +189,10 @@ class Pipeline:
         SourceError when a camera or stream was lost for good, or the EdgeError of a sink that
         could not flush its output, after the summary is kept in ``self.summary``.
         """
+        with frame_loop():
+            return self._run(collect, on_result)
+
+    def _run(self, collect: bool, on_result: Callable[[FrameResult], None] | None) -> RunSummary:
         opts = self.options
         capture = Capture(self.source, realtime=opts.realtime, reconnect=opts.reconnect, on_notice=self.on_notice,
                           prepare=self.prepare)

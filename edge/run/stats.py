@@ -39,11 +39,13 @@ class PipelineStats:
 
     def fps(self, now: float | None = None) -> float:
         now = time.perf_counter() if now is None else now
-        with self._lock:
-            recent = [t for t in self._times if now - t <= self.FPS_WINDOW_S]
-        if len(recent) < 2 or recent[-1] == recent[0]:
-            return 0.0
-        return (len(recent) - 1) / (recent[-1] - recent[0])
+        with self._lock:  # times are in order: drop the stale ones from the left, O(1) per frame
+            times = self._times
+            while times and now - times[0] > self.FPS_WINDOW_S:
+                times.popleft()
+            if len(times) < 2 or times[-1] == times[0]:
+                return 0.0
+            return (len(times) - 1) / (times[-1] - times[0])
 
     def record(self, result: FrameResult, done: float) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """Capture in its own thread, handing inference always the newest frame.
 
-The thread also runs the pipeline's per-frame preparation (quality measures, resizing to the
-model's input), so that work overlaps inference instead of adding to it.
+The thread also runs part of the pipeline's per-frame preparation (quality measures, resizing to
+the model's input), so that work overlaps inference instead of adding to it: :class:`Share` gives
+it the fraction of frames that makes both threads equally busy, and inference prepares the rest.
 
 A one-slot mailbox sits between the capture thread and inference: a new frame replaces one not
 yet taken (counted as dropped), so no queue builds up and latency stays one frame. Sources whose
@@ -39,6 +40,12 @@ class Frame:
     capture_ms: float  # time spent reading and decoding it
     error: str | None = None
     prepared: Any = None  # what the ``prepare`` callable made of the image, in the capture thread
+    analysis: np.ndarray | None = None  # the image to prepare when it is not ``image`` (two streams)
+
+    @property
+    def to_prepare(self) -> np.ndarray | None:
+        """What the model is to see: the analysis stream's image where there are two."""
+        return self.image if self.analysis is None else self.analysis
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class Mailbox:
         self._cond = threading.Condition()
         self._item: Frame | None = None
         self._closed = False
+        self._waiting = False  # the consumer is blocked in take()
 
     def put(self, frame: Frame, stop: threading.Event) -> bool:
         """Leave a frame; True when it replaced one never taken (a dropped frame)."""
@@ -83,7 +91,9 @@ class Mailbox:
         """The newest frame, waiting up to ``timeout`` s; None when there is none."""
         with self._cond:
             if self._item is None and not self._closed:
+                self._waiting = True
                 self._cond.wait(timeout)
+                self._waiting = False
             item, self._item = self._item, None
             self._cond.notify_all()
             return item
@@ -98,10 +108,65 @@ class Mailbox:
             self._cond.notify_all()
 
     @property
+    def consumer_idle(self) -> bool:
+        """The consumer waits for a frame right now (a hint: read without the lock)."""
+        return self._waiting
+
+    @property
     def finished(self) -> bool:
         """The producer is done and nothing is left to take."""
         with self._cond:
             return self._closed and self._item is None
+
+
+class Share:
+    """Which thread prepares the next frame, so that both finish a frame in the same time.
+
+    With R the capture thread's time to read a frame, I the consumer's time to process one
+    (prepared) and P the preparation's, the capture thread takes the fraction
+    f = (I + P - R) / 2P of the preparations (0 <= f <= 1): then R + fP = I + (1 - f)P and
+    neither thread waits for the other. A camera slower than inference gives f = 0; a model much
+    slower than decoding, f = 1. The times are running averages; the fraction is spread evenly
+    over frames (a credit counter). Before the consumer has reported, or when it waits right now,
+    the capture thread does not make it wait longer.
+    """
+
+    ALPHA = 0.05  # weight of the newest measurement
+
+    def __init__(self) -> None:
+        self.read_ms = self.prepare_ms = self.inference_ms = None
+        self._credit = 0.0
+
+    def _avg(self, old: float | None, new: float) -> float:
+        return new if old is None else old + self.ALPHA * (new - old)
+
+    def read(self, ms: float) -> None:
+        self.read_ms = self._avg(self.read_ms, ms)
+
+    def prepared(self, ms: float) -> None:
+        self.prepare_ms = self._avg(self.prepare_ms, ms)
+
+    def inferred(self, ms: float, prepare_ms: float | None) -> None:  # from the consumer's thread
+        self.inference_ms = self._avg(self.inference_ms, ms)
+        if prepare_ms is not None:
+            self.prepared(prepare_ms)
+
+    @property
+    def fraction(self) -> float:
+        r, p, i = self.read_ms, self.prepare_ms, self.inference_ms
+        if r is None or p is None or i is None or p <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (i + p - r) / (2 * p)))
+
+    def here(self, consumer_idle: bool) -> bool:
+        """True: the capture thread prepares this frame."""
+        if consumer_idle:
+            return False
+        self._credit += self.fraction
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            return True
+        return False
 
 
 class Capture:
@@ -124,6 +189,7 @@ class Capture:
         self._alive_until: float | None = None  # while reconnecting: monotonic time the current wait/attempt must end
         self._stop = threading.Event()
         self._mailbox = Mailbox()
+        self._share = Share()
         self._thread: threading.Thread | None = None
 
     @property
@@ -140,6 +206,10 @@ class Capture:
 
     def take(self, timeout: float = 0.1) -> Frame | None:
         return self._mailbox.take(timeout)
+
+    def report(self, inference_ms: float, prepare_ms: float | None = None) -> None:
+        """The consumer's time on a frame, without preparing it, and the preparation if it did it."""
+        self._share.inferred(inference_ms, prepare_ms)
 
     @property
     def finished(self) -> bool:
@@ -197,8 +267,15 @@ class Capture:
             analysis = image
             if isinstance(image, Views):  # two streams: the model sees one, the page shows the other
                 image, analysis = image.display, image.analysis
-            prepared = self.prepare(analysis) if self.prepare is not None and analysis is not None else None
-            if self._mailbox.put(Frame(index, image, t1, (t1 - t0) * 1e3, error, prepared), self._stop):
+            prepared = None
+            if self.prepare is not None and analysis is not None and self._share.here(self._mailbox.consumer_idle):
+                t2 = time.perf_counter()
+                prepared = self.prepare(analysis)
+                self._share.prepared((time.perf_counter() - t2) * 1e3)
+            self._share.read((t1 - t0) * 1e3)
+            frame = Frame(index, image, t1, (t1 - t0) * 1e3, error, prepared,
+                          analysis if analysis is not image else None)
+            if self._mailbox.put(frame, self._stop):
                 self.dropped += 1
             index += 1
 

@@ -15,6 +15,10 @@ from edge.sources.base import BaseSource
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 STREAM_TIMEOUT_MS = 5000  # open and read timeout for network streams
+# FFmpeg decodes in the capture thread, which already runs beside inference: its own extra threads
+# only take cores from the interpreter. One thread decodes a 640x480 video as fast as two, for
+# two thirds of the CPU time (docs/benchmarks.md).
+DECODE_THREADS = 1
 # FFmpeg's own messages ("moov atom not found", "Connection refused") would come before our
 # one-line error; only fatal ones are kept. Set the variable to 16 (errors) or 48 (debug) to see them.
 FFMPEG_LOGLEVEL, FFMPEG_FATAL = "OPENCV_FFMPEG_LOGLEVEL", "8"
@@ -36,6 +40,11 @@ def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 3 and frame.shape[2] == 3:
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     return frame  # an odd frame goes through as is; the pipeline reports it
+
+
+def _decode_params(cv2: Any) -> list[int]:
+    prop = getattr(cv2, "CAP_PROP_N_THREADS", None)  # OpenCV >= 4.6; older ones decode as they like
+    return [prop, DECODE_THREADS] if prop is not None else []
 
 
 def _fps(cap: Any) -> float | None:
@@ -105,7 +114,7 @@ class VideoFileSource(_OpenCVSource):
     def _capture(self) -> Any:
         import cv2  # noqa: PLC0415
 
-        return cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        return cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, _decode_params(cv2))
 
     def _cannot_open(self) -> SourceError:
         return SourceError(f"{self.path}: not a video OpenCV can read.",
@@ -124,7 +133,8 @@ class StreamSource(_OpenCVSource):
     def _capture(self) -> Any:
         import cv2  # noqa: PLC0415
 
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms]
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms,
+                  *_decode_params(cv2)]
         return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
 
     def _cannot_open(self) -> SourceError:
