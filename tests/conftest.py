@@ -44,6 +44,12 @@ def _training_set(n_per_class: int = 24):
     return x, np.array(ys)
 
 
+@pytest.fixture(autouse=True)
+def _state_directory(tmp_path_factory, monkeypatch):
+    """Records such as the fastest variant go to a folder of the test's own (edge.model.variants)."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture(scope="session")
 def keras_model():
     """A few-layer CNN taking raw 0..255 RGB, trained to tell four colours apart."""

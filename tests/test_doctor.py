@@ -368,14 +368,17 @@ def test_a_bundle_error_without_a_hint_still_gets_a_fix(fresh_bundle):
     assert check.fix == f"Copy the bundle folder again, then `edge verify --model {fresh_bundle}`."
 
 
-def test_a_runtime_that_is_not_installed_is_no_warning(monkeypatch):
+def test_a_runtime_that_is_not_installed_is_no_warning_but_tflite_runtime_is(monkeypatch):
     from edge.backends import runtime
     fake = runtime.Runtime("tflite-runtime", "2.14.0", object, object,
                            skipped=("ai-edge-litert: No module named 'ai_edge_litert'",))
     monkeypatch.setattr(runtime, "get_runtime", lambda: fake)
     monkeypatch.setattr(doctor, "_installed", lambda module: module != "ai_edge_litert")
     check = doctor.check_runtime()
-    assert check.status == PASS and check.summary == "tflite-runtime 2.14.0"
+    # the absent ai-edge-litert is not "unusable"; tflite-runtime itself is flagged for its slow int8 on the CPU
+    assert check.status == WARN and "not usable" not in check.summary
+    assert check.summary.startswith("tflite-runtime 2.14.0: ") and "no fast int8 kernels" in check.summary
+    assert "ai-edge-litert" in check.fix
     monkeypatch.setattr(doctor, "_installed", lambda module: True)  # installed, but it did not import
     check = doctor.check_runtime()
     assert check.status == WARN and "not usable: ai-edge-litert" in check.summary and check.fix

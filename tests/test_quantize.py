@@ -66,7 +66,7 @@ def test_model_json_holds_gate_figures_provenance_and_golden(quantized):
     assert meta["provenance"]["run"] == str(quantized["run"].resolve())
     assert meta["provenance"]["versions"]["tensorflow"] and meta["provenance"]["versions"]["keras"]
     assert meta["calibration"]["size"] == CALIBRATION_SIZE
-    assert set(meta["conversion_seconds"]) == {"float", "int8"}
+    assert set(meta["conversion_seconds"]) == {"float", "int8", "int8io"}
     assert meta["input"]["quantization"] == {"scale": 1.0, "zero_point": 0}
     golden = meta["golden"]
     for key, dtype in (("inputs", np.uint8), ("outputs", np.uint8)):

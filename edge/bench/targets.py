@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 from edge.errors import ConfigError, EdgeError
 from edge.model.bundle import VARIANTS, open_bundle
 
-VARIANT_ORDER = ("float", "int8", "edgetpu")
+VARIANT_ORDER = ("float", "int8", "int8io", "edgetpu")
 R = TypeVar("R")
 
 
@@ -52,7 +52,7 @@ def expand_targets(models: Sequence[Path], variants: Sequence[str] | None, devic
 
 
 def parse_variants(text: str | None, all_variants: bool = False) -> tuple[str, ...] | None:
-    """``float,int8,edgetpu`` -> a tuple in that order; ``all_variants`` -> all three."""
+    """``float,int8,edgetpu`` -> a tuple in that order; ``all_variants`` -> all of them."""
     if all_variants and text:
         raise ConfigError("--variants and --all-variants are alternatives.", "Pass one of them.")
     if all_variants:

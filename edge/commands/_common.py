@@ -18,6 +18,10 @@ ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="A model bundle fo
 DeviceOpt = Annotated[str, typer.Option(
     "--device", "-d",
     help="auto (Edge TPU when present, else CPU), cpu, edgetpu, or a Coral device: usb, usb:N, pci, pci:N.")]
+VariantOpt = Annotated[str | None, typer.Option(
+    "--variant", show_default=False,
+    help="Which of a bundle's files runs: int8 (model.tflite, the default), int8io, float, edgetpu, or fastest "
+         "(the one `edge benchmark --all-variants` recorded on this device).")]
 MAX_THREADS = 256  # more interpreter threads than any board has cores only starves the machine
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", "-t", min=1, max=MAX_THREADS,
                                                 help="CPU threads for the interpreter \\[default: all cores].")]

@@ -47,9 +47,10 @@ def benchmark(
         "--json", show_default=False, help="Write the figures as JSON to this file (- for stdout).")] = None,
     variants: Annotated[str | None, typer.Option(
         "--variants", show_default=False,
-        help="For a bundle: measure these of its files, e.g. float,int8,edgetpu.")] = None,
+        help="For a bundle: measure these of its files, e.g. float,int8,int8io,edgetpu.")] = None,
     all_variants: Annotated[bool, typer.Option(
-        "--all-variants", help="For a bundle: measure every file it has (float, int8, edgetpu).")] = False,
+        "--all-variants", help="For a bundle: measure every file it has (float, int8, int8io, edgetpu) and record the "
+                               "fastest correct one (see --record).")] = False,
     source: Annotated[str | None, typer.Option(
         "--source", show_default=False,
         help="End to end through the `edge run` pipeline: a video file, image folder, glob or stream URL.")] = None,
@@ -62,6 +63,10 @@ def benchmark(
                            "as fast as possible].")] = False,
     labels: LabelsOpt = None,
     wide: Annotated[bool, typer.Option("--wide", help="Every column (the default fits 80 columns).")] = False,
+    record: Annotated[bool, typer.Option(
+        "--record/--no-record",
+        help="With --variants/--all-variants on a bundle: check each file against the golden outputs and "
+             "record the fastest correct one for `--variant fastest`.")] = True,
 ) -> None:
     """Measure invoke latency (init, first invoke, p50/p90/p99, throughput, memory) for each model.
 
@@ -83,12 +88,13 @@ def benchmark(
     else:
         latency_mode(model, chosen, device=device, threads=threads, warmup=warmup, runs=runs, seconds=seconds,
                      input_image=input_image, labels=labels, eval_dir=eval_dir, skip_missing=all_variants,
-                     json_file=json_file, plot=plot, wide=wide)
+                     json_file=json_file, plot=plot, wide=wide, record=record and chosen is not None)
 
 
 def latency_mode(models: list[Path], variants: tuple[str, ...] | None, *, json_file: Path | None,
-                 plot: Path | None, wide: bool, **measure) -> None:  # noqa: ANN003
-    """Model latency (and --eval accuracy) side by side: :func:`edge.bench.latency.run_benchmark`."""
+                 plot: Path | None, wide: bool, record: bool = False, **measure) -> None:  # noqa: ANN003
+    """Model latency (and --eval accuracy) side by side: :func:`edge.bench.latency.run_benchmark`;
+    with ``record``, the fastest correct variant of each bundle (:mod:`edge.bench.fastest`)."""
     from edge.bench.latency import run_benchmark  # noqa: PLC0415
     from edge.bench.plot import plot_latencies  # noqa: PLC0415
     from edge.commands._bench_tables import render_table  # noqa: PLC0415
@@ -100,6 +106,11 @@ def latency_mode(models: list[Path], variants: tuple[str, ...] | None, *, json_f
     _show(report, json_file, lambda rep, stream: render_table(rep, stream, wide=wide))
     if plot is not None and any(r.measured for r in report.results):
         note(f"plot: {plot_latencies(report.results, plot)}")
+    if record:
+        from edge.bench.fastest import record_variants  # noqa: PLC0415
+
+        for line in record_variants(report.results, measure.get("device", "auto")):
+            note(line)
     _exit_status(report)
 
 

@@ -13,6 +13,7 @@ from edge.commands._common import (
     LabelsOpt,
     ModelOpt,
     ThreadsOpt,
+    VariantOpt,
     handles_errors,
     note,
     print_json,
@@ -41,6 +42,7 @@ def classify(
     model: ModelOpt,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to report.")] = 3,
     device: DeviceOpt = "auto",
+    variant: VariantOpt = None,
     threads: ThreadsOpt = None,
     labels: LabelsOpt = None,
     json_out: JsonFlag = False,
@@ -66,7 +68,7 @@ def classify(
 
     cfg = load_config(config)  # the daemon's gate: the same limits for a photo as for a camera frame
     threshold = cfg.threshold if threshold is None else threshold
-    m = load_model(model, device=device, threads=threads, labels=labels)
+    m = load_model(model, device=device, threads=threads, labels=labels, variant=variant or cfg.variant)
     for line in m.notes:
         note(line)
     store = _open_archive(archive) if archive else None

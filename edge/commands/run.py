@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
-from edge.commands._common import DeviceOpt, LabelsOpt, ModelOpt, handles_errors
+from edge.commands._common import (
+    DeviceOpt,
+    LabelsOpt,
+    ModelOpt,
+    VariantOpt,
+    handles_errors,
+)
 
 DEFAULT_CAMERA = "auto"
 
@@ -45,6 +51,7 @@ def run(
         "--source", show_default=False,
         help="A video file, an image folder or glob, a single image, or a stream URL (rtsp://, http://).")] = None,
     device: DeviceOpt = None,  # type: ignore[assignment]
+    variant: VariantOpt = None,
     threads: Annotated[int | None, typer.Option(
         "--threads", "-t", min=1, max=256, show_default=False,
         help="CPU threads for the interpreter \\[default: all cores but one, left to capture].")] = None,
@@ -114,7 +121,7 @@ def run(
 
     cfg = with_overrides(
         load_config(config), model=str(model) if model else None, camera=camera, source=source,
-        device=device, threads=threads, labels=str(labels) if labels else None, top_k=top_k,
+        device=device, variant=variant, threads=threads, labels=str(labels) if labels else None, top_k=top_k,
         smoothing=smoothing, threshold=threshold, max_frames=max_frames, duration=duration,
         jsonl=str(jsonl) if jsonl else None, http=http, token=token,
         token_file=str(token_file) if token_file else None, realtime=realtime, quiet=quiet,

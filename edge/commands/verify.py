@@ -9,6 +9,7 @@ from edge.commands._common import (
     JsonFlag,
     ModelOpt,
     ThreadsOpt,
+    VariantOpt,
     handles_errors,
     note,
     print_json,
@@ -20,11 +21,13 @@ def register(app: typer.Typer) -> None:
 
 
 @handles_errors
-def verify(model: ModelOpt, device: DeviceOpt = "auto", threads: ThreadsOpt = None, json_out: JsonFlag = False) -> None:
-    """Check checksums and that this runtime/delegate reproduces the golden outputs (exit 1 if not)."""
+def verify(model: ModelOpt, device: DeviceOpt = "auto", threads: ThreadsOpt = None, json_out: JsonFlag = False,
+           variant: VariantOpt = None) -> None:
+    """Check checksums and that this runtime/delegate reproduces the golden outputs (exit 1 if not);
+    --variant checks another of the bundle's files against the same golden outputs."""
     from edge.model.verify import verify_bundle  # noqa: PLC0415
 
-    report = verify_bundle(model, device=device, threads=threads)
+    report = verify_bundle(model, device=device, threads=threads, variant=variant)
     for line in report.notes:
         note(line)
     if json_out:

@@ -120,6 +120,11 @@ def check_runtime() -> Check:
     if rt.name == "tensorflow":
         return Check("runtime", WARN, f"{summary} (full TensorFlow: slow to start, large)",
                      "pip install ai-edge-litert", data)
+    if rt.name == "tflite-runtime":
+        from edge.model.load import slow_int8_note  # noqa: PLC0415
+
+        return Check("runtime", WARN, f"{summary}: {slow_int8_note(rt.version)}",
+                     "Fine for the Edge TPU; for int8 on the CPU, pip install ai-edge-litert.", data)
     return Check("runtime", PASS, summary, data=data)
 
 

@@ -21,9 +21,10 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.tflite"
 FLOAT_FILE = "model_float.tflite"
 EDGETPU_FILE = "model_edgetpu.tflite"
+INT8IO_FILE = "model_int8io.tflite"  # model.tflite with int8 instead of uint8 input and output
 LABELS_FILE = "labels.txt"
 META_FILE = "model.json"
-VARIANTS = {"int8": MODEL_FILE, "float": FLOAT_FILE, "edgetpu": EDGETPU_FILE}
+VARIANTS = {"int8": MODEL_FILE, "int8io": INT8IO_FILE, "float": FLOAT_FILE, "edgetpu": EDGETPU_FILE}
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Bundle:
                 "created": self.meta.get("created")}
 
     def variant(self, kind: str) -> Path | None:
-        """The file of a variant (int8, float, edgetpu) when the bundle has it."""
+        """The file of a variant (int8, int8io, float, edgetpu) when the bundle has it."""
         if self.root is None:
             return None
         path = self.root / VARIANTS[kind]
@@ -267,8 +268,7 @@ def write_bundle(out: str | Path, *, model: Path, labels: list[str] | tuple[str,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "labels": list(labels), "num_classes": len(labels), "display_names": display_names(labels),
             **describe_model(tmp / MODEL_FILE),
-            "files": {n: file_entry(tmp / n) for n in (MODEL_FILE, FLOAT_FILE, EDGETPU_FILE)
-                      if (tmp / n).is_file()},
+            "files": {n: file_entry(tmp / n) for n in VARIANTS.values() if (tmp / n).is_file()},
         }
         for key, value in (extra or {}).items():
             meta[key] = value

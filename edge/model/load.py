@@ -12,10 +12,17 @@ import numpy as np
 from edge.backends import edgetpu
 from edge.backends.devices import default_threads, parse_device
 from edge.backends.runtime import Runtime, get_runtime
-from edge.errors import BundleError, DelegateError, ModelError, first_line
-from edge.model.bundle import Bundle, open_bundle, verify_checksums
+from edge.errors import BundleError, ConfigError, DelegateError, ModelError, first_line
+from edge.model.bundle import VARIANTS, Bundle, open_bundle, verify_checksums
 from edge.model.spec import ModelSpec
 from edge.model.tflite_file import TFLiteFile, read_tflite
+from edge.model.variants import (
+    DEFAULT,
+    FASTEST,
+    describe_choice,
+    parse_variant,
+    recorded_fastest,
+)
 from edge.ops.postprocess import Prediction, to_probabilities, top_k
 from edge.ops.preprocess import dequantize, fit_to_input, quantize
 
@@ -33,12 +40,21 @@ class Classification:
         return self.top[0]
 
 
-def _choose_file(bundle: Bundle, device: str, folder: bool) -> tuple[Path, bool]:
-    """(model file, wants the Edge TPU) for the requested device.
+def _choose_file(bundle: Bundle, device: str, folder: bool, variant: str | None = None) -> tuple[Path, bool]:
+    """(model file, wants the Edge TPU) for the requested device and variant.
 
     Only a bundle *folder* picks its file by device (the Edge TPU build under auto/edgetpu when
-    it has one); a file named explicitly is the file that runs.
+    it has one) or by ``variant``; a file named explicitly is the file that runs.
     """
+    if variant is not None:
+        if not folder or bundle.root is None:
+            raise ConfigError(f"--variant {variant} needs a bundle folder, not the file {bundle.model_path}.",
+                              "Pass the bundle folder, or name the file you want to run.")
+        path = bundle.variant(variant)
+        if path is None:
+            raise BundleError(f"{bundle.root} has no {VARIANTS[variant]} ({variant} variant).",
+                              "Re-create the bundle with `train quantize`, or choose another --variant.")
+        return path, variant == "edgetpu"
     tpu_file = bundle.variant("edgetpu")
     if folder and device in ("auto", "edgetpu") and tpu_file:
         return tpu_file, True
@@ -71,6 +87,13 @@ class Model:
         out_q = spec.output.quantization
         self._tolerance = max(0.02, spec.num_classes * out_q.scale) if out_q.is_quantized else 0.02
 
+    @property
+    def variant(self) -> str | None:
+        """Which of the bundle's files runs (int8, int8io, float, edgetpu); None for a bare file."""
+        if self.bundle.root is None or self.path.parent != self.bundle.root:
+            return None
+        return next((v for v, name in VARIANTS.items() if name == self.path.name), None)
+
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """RGB uint8 frame of any size -> input tensor (1, H, W, 3) in the model's dtype."""
         pixels = fit_to_input(rgb, self.spec.height, self.spec.width)
@@ -99,6 +122,17 @@ class Model:
         return Classification(top, probs, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6)
 
 
+def _fastest(bundle: Bundle, mode: str, threads: int, *, folder: bool) -> tuple[str, str]:
+    """(variant, the line saying why) for ``--variant fastest``; int8 when none was measured here."""
+    if not folder or bundle.root is None:
+        raise ConfigError(f"--variant fastest needs a bundle folder, not the file {bundle.model_path}.",
+                          "Pass the bundle folder.")
+    rt = get_runtime()
+    record = recorded_fastest(bundle, runtime=f"{rt.name} {rt.version}", threads=threads, device=mode)
+    variant = record["fastest"] if record and bundle.variant(record["fastest"]) else DEFAULT
+    return variant, describe_choice(variant, record if variant != DEFAULT or record else None)
+
+
 def slow_int8_note(version: str) -> str:
     """tflite-runtime (the Edge TPU fallback) runs int8 models on the CPU without XNNPACK."""
     return (f"tflite-runtime {version} has no fast int8 kernels on the CPU (XNNPACK never runs quantized models "
@@ -107,16 +141,24 @@ def slow_int8_note(version: str) -> str:
 
 
 def load_model(path: str | Path, *, device: str = "auto", threads: int | None = None,
-               labels: str | Path | None = None, verify: bool = True) -> Model:
+               labels: str | Path | None = None, verify: bool = True, variant: str | None = None) -> Model:
     """Open a bundle or .tflite, pick the file for the device, build the interpreter once.
 
     ``device``: auto (a bundle folder's Edge TPU build on the Edge TPU when both are there, else
     the CPU, with a note), cpu, edgetpu, or a Coral device string (usb, usb:N, pci, pci:N).
+    ``variant``: which of a bundle folder's files (``edge.model.variants``): int8, int8io, float,
+    edgetpu, or ``fastest`` (the one ``edge benchmark --all-variants`` recorded on this device).
     """
     choice = parse_device(device)
     mode, tpu_device = choice.mode, choice.coral
     bundle = open_bundle(path, labels=labels, verify=False)
-    model_path, wants_tpu = _choose_file(bundle, mode, folder=Path(path).is_dir())
+    variant = parse_variant(variant)
+    threads = threads or default_threads()
+    notes: list[str] = []
+    if variant == FASTEST:
+        variant, note = _fastest(bundle, mode, threads, folder=Path(path).is_dir())
+        notes.append(note)
+    model_path, wants_tpu = _choose_file(bundle, mode, folder=Path(path).is_dir(), variant=variant)
     if bundle.root is not None and verify:
         verify_checksums(bundle, only=model_path)
     graph = read_tflite(model_path)
@@ -126,8 +168,6 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
         raise ModelError(f"{model_path} is compiled for the Edge TPU and cannot run on the CPU.",
                          "Use --device edgetpu, or the bundle's model.tflite for the CPU.")
     runtime = get_runtime()
-    threads = threads or default_threads()
-    notes: list[str] = []
     delegate = None
     if wants_tpu:
         try:

@@ -24,12 +24,14 @@ import numpy as np
 
 from edge.errors import BundleError
 from edge.model.bundle import checksum_report, open_bundle, sha256_file
+from edge.ops.preprocess import Quantization, dequantize
 
 EDGETPU_TOLERANCE_STEPS = 2  # quantization steps of the output
 # Other int8 kernels on the CPU (another runtime, or the same LiteRT on another architecture):
 # up to 3 steps seen (tflite-runtime 2.14 against LiteRT 2.3 on a demo bundle), never a changed
 # top-1; one step more for other models.
 OTHER_RUNTIME_TOLERANCE_STEPS = 4
+FLOAT_TOLERANCE_STEPS = 255  # the float variant: any difference, the same top-1
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,13 @@ def _load(path: Path, problems: list[str]) -> np.ndarray | None:
         return None
 
 
-def verify_bundle(path: str | Path, *, device: str = "auto", threads: int | None = None) -> VerifyReport:
-    """Check the bundle's checksums, then run its golden inputs and compare with the stored outputs."""
+def verify_bundle(path: str | Path, *, device: str = "auto", threads: int | None = None,
+                  variant: str | None = None) -> VerifyReport:
+    """Check the bundle's checksums, then run its golden inputs and compare with the stored outputs.
+
+    ``variant`` checks another of the bundle's files (``edge.model.variants``) against the same
+    golden outputs: int8io exactly (its outputs are model.tflite's shifted by 128), float by top-1.
+    """
     from edge.model.load import load_model  # noqa: PLC0415
 
     bundle = open_bundle(path, verify=False)
@@ -131,12 +138,16 @@ def verify_bundle(path: str | Path, *, device: str = "auto", threads: int | None
     if problems:  # never run damaged files
         return VerifyReport(bundle.root, "-", device, "-", threads or 0, 0, checksums, (), tuple(problems),
                             labels=bundle.labels)
-    model = load_model(bundle.root, device=device, threads=threads)
+    model = load_model(bundle.root, device=device, threads=threads, variant=variant)
     runtime = f"{model.runtime.name} {model.runtime.version}"
     golden = bundle.meta["golden"]
     tolerance, why = tolerance_for(model.device, runtime, golden.get("reference_runtime"),
                                    golden.get("reference_machine"))
-    samples, problems = _run_golden(model, inputs, expected, list(golden.get("image_ids") or []), tolerance)
+    if model.spec.output.dtype == "float32":
+        tolerance, why = FLOAT_TOLERANCE_STEPS, ("the float model is the reference int8 was gated against, not its "
+                                                 "copy: the same top-1 on every golden input is required")
+    samples, problems = _run_golden(model, inputs, expected, list(golden.get("image_ids") or []), tolerance,
+                                    _golden_quantization(bundle.meta))
     if any(not s.ok for s in samples):
         problems[-1] += f"; reference runtime {golden.get('reference_runtime', '?')}, here {runtime}"
     pixel_problem, pixel_note = _check_pixels(golden, model.spec.height, model.spec.width)
@@ -178,19 +189,44 @@ def _check_pixels(golden: dict[str, Any], height: int, width: int) -> tuple[str 
     return None, None
 
 
+def _golden_quantization(meta: dict[str, Any]) -> Quantization | None:
+    """The output quantization of model.tflite, whose raw outputs the golden file holds."""
+    q = (meta.get("output") or {}).get("quantization")
+    try:
+        return Quantization(float(q["scale"]), int(q["zero_point"])) if isinstance(q, dict) else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _in_golden_steps(actual: np.ndarray, spec: Any, golden: Quantization | None) -> np.ndarray:
+    """Another variant's raw outputs in the golden file's integer steps (identity for model.tflite)."""
+    out = spec.output.quantization
+    if golden is None or not golden.is_quantized or (out.scale, out.zero_point) == (golden.scale, golden.zero_point):
+        return actual
+    if out.is_quantized and out.scale == golden.scale:  # int8io: the same steps, zero point moved
+        return actual.astype(np.int64) - out.zero_point + golden.zero_point
+    real = dequantize(actual, out)
+    return np.round(real / golden.scale).astype(np.int64) + golden.zero_point
+
+
 def _run_golden(model: Any, inputs: np.ndarray, expected: np.ndarray, ids: list[str],
-                tolerance: int) -> tuple[tuple[SampleCheck, ...], list[str]]:
+                tolerance: int, golden_q: Quantization | None = None) -> tuple[tuple[SampleCheck, ...], list[str]]:
     spec, problems = model.spec, []
+    other = golden_q is not None and (spec.output.quantization.scale, spec.output.quantization.zero_point) != (
+        golden_q.scale, golden_q.zero_point)
+    want_dtype = expected.dtype.name if other else spec.output.dtype
     n = inputs.shape[0] if inputs.ndim else 0
     want = (n, spec.height, spec.width, 3)
     if n == 0 or inputs.shape != want or inputs.dtype != np.uint8:
         problems.append(f"golden inputs are {inputs.dtype}{list(inputs.shape)}, not uint8{list(want)}")
-    if expected.shape != (n, spec.num_classes) or expected.dtype.name != spec.output.dtype:
+    if expected.shape != (n, spec.num_classes) or expected.dtype.name != want_dtype:
         problems.append(f"golden outputs are {expected.dtype}{list(expected.shape)}, not "
-                        f"{spec.output.dtype}[{n}, {spec.num_classes}]")
+                        f"{want_dtype}[{n}, {spec.num_classes}]")
     if problems:
         return (), problems
     actual = np.stack([model.invoke(model.prepare(img)).reshape(-1) for img in inputs])
+    if other:
+        actual = _in_golden_steps(actual, spec, golden_q)
     samples = tuple(compare_outputs(expected, actual, tolerance, ids))
     bad = [s for s in samples if not s.ok]
     if bad:

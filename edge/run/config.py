@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from edge.backends.devices import parse_device
 from edge.errors import ConfigError, DelegateError
+from edge.model.variants import CHOICES as VARIANT_CHOICES
 from edge.ops.quality import QualityThresholds
 from edge.sources.capture import Reconnect
 from edge.sources.picam import AF_MODES, CameraControls
@@ -31,6 +32,7 @@ class RunConfig:
     model: str | None = None
     labels: str | None = None
     device: str = "auto"
+    variant: str | None = None  # which of the bundle's files (edge/model/variants.py); None: model.tflite
     threads: int | None = None
     top_k: int = 3
     threshold: float = 0.5
@@ -129,6 +131,13 @@ def _bool(key: str, value: Any) -> bool:
     return value
 
 
+def _variant(key: str, value: Any) -> str | None:
+    v = _optional_string(key, value)
+    if v is not None and v.strip().lower() not in VARIANT_CHOICES:
+        raise ConfigError(f"{key}: {v!r} is not a variant; use {', '.join(VARIANT_CHOICES)}.")
+    return v
+
+
 def _device(key: str, value: Any) -> str:
     v = _string(key, value)
     try:
@@ -190,7 +199,7 @@ def parse_listen(text: str, key: str = "--http") -> tuple[str, int]:
 
 
 TOP: dict[str, Check] = {
-    "model": _optional_string, "labels": _optional_string, "device": _device, "threads": _int(1, 256),
+    "model": _optional_string, "labels": _optional_string, "device": _device, "variant": _variant, "threads": _int(1, 256),
     "top_k": _int(1, 1000), "threshold": _float(0.0, 1.0), "smoothing": _float(0.0, 1.0, low_open=True),
     "reset_after": _int(0), "camera": _camera, "source": _optional_string, "camera_size": _size,
     "realtime": _bool, "max_frames": _int(1), "duration": _float(0.0, low_open=True),

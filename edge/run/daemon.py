@@ -145,7 +145,7 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
     source = make_source(cfg.source, cfg.camera, camera_size=cfg.camera_size,  # a bad path fails here, first
                          controls=cfg.picamera2)
     model = load_model(cfg.model, device=cfg.device, threads=cfg.threads or default_threads(reserve=1),  # type: ignore[arg-type]
-                       labels=cfg.labels)
+                       labels=cfg.labels, variant=cfg.variant)
     for line in model.notes:
         log.warning(line)
     if hasattr(source, "prefer_size"):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ImageError, first_line
-from edge.model.bundle import MODEL_FILE, sha256_file, write_bundle
+from edge.model.bundle import INT8IO_FILE, MODEL_FILE, sha256_file, write_bundle
 from edge.model.tflite_file import read_tflite
 from edge.model.verify import EDGETPU_TOLERANCE_STEPS, OTHER_RUNTIME_TOLERANCE_STEPS
 from edge.ops.image import load_image
@@ -35,6 +35,7 @@ from train.data.calibration import (
 )
 from train.errors import TrainError
 from train.export.provenance import provenance, trained_on
+from train.export.variants import int8io_variant
 from train.quiet import captured, import_tensorflow
 
 IO_TYPES = ("uint8", "int8")
@@ -118,6 +119,12 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
         seconds = _convert_both(model, calibration, io, float_path, int8_path)
         check_int8_model(int8_path, io)
         metrics, golden, notes = _evaluate(float_path, int8_path, r, tmp)
+        variants, variant_notes = {}, ()
+        if io == "uint8":
+            variants, variant_notes = int8io_variant(lambda: _convert(model, calibration, "int8"), check_int8_model,
+                                                     tmp, seconds, np.load(tmp / GOLDEN_INPUTS),
+                                                     np.load(tmp / GOLDEN_OUTPUTS))
+            notes = notes + variant_notes
         gate = _gate(metrics, max_bal_acc_drop, min_agreement, allow_degraded)
         metrics["gate"] = gate.as_dict()
         result = QuantizeResult(run=r.root, bundle=None, io=io, metrics=metrics, gate=gate,
@@ -129,11 +136,13 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
                                  "anyway; a larger --calibration-size or a better-trained model may help.", result)
         extra = {"provenance": provenance(r), "trained_on": trained_on(r),
                  "quantization": _quantization_meta(io), "metrics": metrics,
-                 "calibration": calibration.manifest, "conversion_seconds": seconds, "golden": golden}
+                 "calibration": calibration.manifest, "conversion_seconds": seconds, "golden": golden,
+                 **({"variants": variants} if variants else {})}
+        files = [GOLDEN_INPUTS, GOLDEN_OUTPUTS] + ([INT8IO_FILE] if variants else [])
         try:
             bundle = write_bundle(out, model=int8_path, float_model=float_path, labels=r.labels,
                                   name=name or out.name, extra=extra, force=force,
-                                  extra_files={f: tmp / f for f in (GOLDEN_INPUTS, GOLDEN_OUTPUTS)})
+                                  extra_files={f: tmp / f for f in files})
         except OSError as e:
             raise TrainError(f"Cannot write the bundle {out}: {e.strerror or e}.",
                              "Nothing was written; free disk space or choose another --out.") from None
