@@ -27,8 +27,8 @@ $bin/train quantize "$out/run" --out models/demo --force
 step "Checking the bundle on this device's runtime"
 $bin/edge verify --model models/demo
 
-step "Benchmarking float vs int8, with accuracy on held-out sample data"
-$bin/edge benchmark --model models/demo --variants float,int8 --runs 200 --eval "$out/heldout" \
+step "Benchmarking float, int8 and int8-I/O, with accuracy on held-out sample data"
+$bin/edge benchmark --model models/demo --variants float,int8,int8io --runs 200 --eval "$out/heldout" \
     --json "$out/benchmark.json"
 
 step "Running the daemon over the sample video (live page: http://$http/)"

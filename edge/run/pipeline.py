@@ -103,6 +103,7 @@ class Pipeline:
         self._names = getattr(model, "names", None)
         spec = getattr(model, "spec", None)
         self._input_size = (spec.height, spec.width) if spec is not None else None
+        self._prepared_here_ms: float | None = None  # the last frame's preparation, when this thread did it
 
     def snapshot(self) -> RunStats:
         return self.stats.snapshot()
@@ -159,8 +160,7 @@ class Pipeline:
         status = UNCERTAIN if reasons else OK
         self.smoother.note(status == OK)
         t4 = time.perf_counter()
-        if self.capture is not None:
-            self.capture.report((t4 - t1) * 1e3, (t1 - t0) * 1e3 if own else None)
+        self._prepared_here_ms = (t1 - t0) * 1e3 if own else None
         times = StageTimes(capture_ms=frame.capture_ms, quality_ms=prep.quality_ms,
                            preprocess_ms=prep.preprocess_ms, invoke_ms=(t3 - t2) * 1e3,
                            postprocess_ms=(t4 - t3) * 1e3)
@@ -218,10 +218,15 @@ class Pipeline:
                     if self.on_idle is not None:
                         self.on_idle(capture)
                     continue
+                t0 = time.perf_counter()
+                self._prepared_here_ms = None
                 result = self.process(frame)
                 self.stats.record(result, time.perf_counter())
                 for sink in self.sinks:
                     sink.publish(result, frame.image)
+                # this thread's time on the frame, outputs included, tells capture how to share the work
+                own = self._prepared_here_ms
+                capture.report((time.perf_counter() - t0) * 1e3 - (own or 0.0), own)
                 if collect:
                     results.append(result)
                 if on_result is not None:
