@@ -30,6 +30,10 @@ def test_quantize_writes_an_int8_io_copy_with_the_same_numbers(quantized):
     assert meta["variants"]["int8io"]["same_outputs_as"] == "model.tflite"
     u8, i8 = load_model(root, device="cpu"), load_model(root, device="cpu", variant="int8io")
     assert (u8.variant, i8.variant) == ("int8", "int8io")
+    # what a capture records names the file that ran
+    assert i8.bundle.model_id["file"] == "model_int8io.tflite"
+    assert i8.bundle.model_id["sha256"] == meta["files"]["model_int8io.tflite"]["sha256"]
+    assert u8.bundle.model_id["file"] == "model.tflite"
     assert i8.spec.input.dtype == "int8" and i8.spec.output.dtype == "int8"
     assert "QUANTIZE" in u8.graph.op_counts and "QUANTIZE" not in i8.graph.op_counts
     for seed in range(4):

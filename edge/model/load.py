@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,5 +200,7 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
     used = "edgetpu" if delegate is not None else "cpu"
     if used == "cpu" and runtime.name == "tflite-runtime" and spec.input.dtype in ("uint8", "int8"):
         notes.append(slow_int8_note(runtime.version))
+    if bundle.root is not None and model_path != bundle.model_path:  # the file that runs names the model
+        bundle = replace(bundle, model_path=model_path)
     return Model(bundle=bundle, path=model_path, interpreter=interpreter, spec=spec, runtime=runtime,
                  device=used, threads=threads, graph=graph, notes=tuple(notes))
