@@ -106,6 +106,7 @@ def test_an_ineligible_variant_is_never_recorded_as_fastest(bundle):
     rec = recorded_fastest(b, runtime="rt 1", threads=2, device="cpu")
     assert rec["fastest"] == "int8" and rec["not_eligible"] == {"int8io": "golden outputs differ"}
     assert recorded_fastest(b, runtime="rt 2", threads=2, device="cpu") is None  # another runtime: measure again
+    assert recorded_fastest(b, runtime="rt 1", threads=4, device="auto")["fastest"] == "int8"  # closest record
     assert record_fastest(b, rows[:1], runtime="rt 1", threads=2, device="cpu") is None
     (bundle / "model.json").write_text((bundle / "model.json").read_text().replace('"name"', '"name" ', 1))
     assert recorded_fastest(open_bundle(bundle, verify=False), runtime="rt 1", threads=2, device="cpu") is None

@@ -129,8 +129,9 @@ def _fastest(bundle: Bundle, mode: str, threads: int, *, folder: bool) -> tuple[
                           "Pass the bundle folder.")
     rt = get_runtime()
     record = recorded_fastest(bundle, runtime=f"{rt.name} {rt.version}", threads=threads, device=mode)
-    variant = record["fastest"] if record and bundle.variant(record["fastest"]) else DEFAULT
-    return variant, describe_choice(variant, record if variant != DEFAULT or record else None)
+    if record is None or bundle.variant(record["fastest"]) is None:
+        return DEFAULT, describe_choice(DEFAULT, None)
+    return record["fastest"], describe_choice(record["fastest"], record)
 
 
 def slow_int8_note(version: str) -> str:

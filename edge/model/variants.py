@@ -113,17 +113,20 @@ def record_fastest(bundle: Bundle, rows: list[dict[str, Any]], *, runtime: str, 
 
 
 def recorded_fastest(bundle: Bundle, *, runtime: str, threads: int, device: str) -> dict[str, Any] | None:
-    """The record for this bundle, machine, runtime, device and thread count (any thread count
-    when that one was not measured), or None."""
+    """The record for this bundle, machine, runtime, device and thread count, else the closest one
+    for this runtime here (another thread count or device mode), or None."""
     key = bundle_key(bundle)
     if key is None:
         return None
     for d in state_dirs():
         measured = (_load(d / RECORD_FILE).get("bundles", {}).get(key) or {}).get("measured") or {}
         exact = measured.get(_entry_key(runtime, threads, device))
-        if exact is None:
+        if exact is None:  # the same runtime here, preferring the same device, then the same thread count;
+            # another device's record counts unless its pick is the Edge TPU file
             same = [m for m in measured.values() if isinstance(m, dict) and m.get("runtime") == runtime
-                    and m.get("device") == device and m.get("machine") == platform.machine()]
+                    and m.get("machine") == platform.machine()
+                    and (m.get("device") == device or m.get("fastest") != "edgetpu")]
+            same.sort(key=lambda m: (m.get("device") != device, m.get("threads") != threads))
             exact = same[0] if same else None
         if isinstance(exact, dict) and exact.get("fastest") in VARIANTS:
             return exact
