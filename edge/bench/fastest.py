@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from edge.backends.devices import parse_device
 from edge.errors import EdgeError
-from edge.model.bundle import VARIANTS, open_bundle
+from edge.model.bundle import META_FILE, open_bundle, variant_of
 from edge.model.variants import record_fastest
 from edge.model.verify import verify_bundle
 
@@ -33,8 +33,8 @@ def record_variants(results: Sequence[Any], device: str) -> list[str]:
     by_bundle: dict[Path, list[tuple[str, Any]]] = {}
     for r in results:
         path = Path(r.model)
-        variant = next((v for v, name in VARIANTS.items() if name == path.name), None)
-        if variant is not None and r.latency is not None and (path.parent / "model.json").is_file():
+        variant = variant_of(path)
+        if variant is not None and r.latency is not None and (path.parent / META_FILE).is_file():
             by_bundle.setdefault(path.parent, []).append((variant, r))
     lines = []
     mode = parse_device(device).mode

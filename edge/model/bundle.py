@@ -27,6 +27,11 @@ META_FILE = "model.json"
 VARIANTS = {"int8": MODEL_FILE, "int8io": INT8IO_FILE, "float": FLOAT_FILE, "edgetpu": EDGETPU_FILE}
 
 
+def variant_of(path: Path) -> str | None:
+    """The variant a bundle file is (``model_int8io.tflite`` -> ``int8io``), or None."""
+    return next((v for v, name in VARIANTS.items() if name == path.name), None)
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A bundle folder, or a bare .tflite file (``root`` None, labels optional)."""

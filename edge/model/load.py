@@ -13,7 +13,13 @@ from edge.backends import edgetpu
 from edge.backends.devices import default_threads, parse_device
 from edge.backends.runtime import Runtime, get_runtime
 from edge.errors import BundleError, ConfigError, DelegateError, ModelError, first_line
-from edge.model.bundle import VARIANTS, Bundle, open_bundle, verify_checksums
+from edge.model.bundle import (
+    VARIANTS,
+    Bundle,
+    open_bundle,
+    variant_of,
+    verify_checksums,
+)
 from edge.model.spec import ModelSpec
 from edge.model.tflite_file import TFLiteFile, read_tflite
 from edge.model.variants import (
@@ -47,9 +53,6 @@ def _choose_file(bundle: Bundle, device: str, folder: bool, variant: str | None 
     it has one) or by ``variant``; a file named explicitly is the file that runs.
     """
     if variant is not None:
-        if not folder or bundle.root is None:
-            raise ConfigError(f"--variant {variant} needs a bundle folder, not the file {bundle.model_path}.",
-                              "Pass the bundle folder, or name the file you want to run.")
         path = bundle.variant(variant)
         if path is None:
             raise BundleError(f"{bundle.root} has no {VARIANTS[variant]} ({variant} variant).",
@@ -92,7 +95,7 @@ class Model:
         """Which of the bundle's files runs (int8, int8io, float, edgetpu); None for a bare file."""
         if self.bundle.root is None or self.path.parent != self.bundle.root:
             return None
-        return next((v for v, name in VARIANTS.items() if name == self.path.name), None)
+        return variant_of(self.path)
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """RGB uint8 frame of any size -> input tensor (1, H, W, 3) in the model's dtype."""
@@ -122,11 +125,8 @@ class Model:
         return Classification(top, probs, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6)
 
 
-def _fastest(bundle: Bundle, mode: str, threads: int, *, folder: bool) -> tuple[str, str]:
+def _fastest(bundle: Bundle, mode: str, threads: int) -> tuple[str, str]:
     """(variant, the line saying why) for ``--variant fastest``; int8 when none was measured here."""
-    if not folder or bundle.root is None:
-        raise ConfigError(f"--variant fastest needs a bundle folder, not the file {bundle.model_path}.",
-                          "Pass the bundle folder.")
     rt = get_runtime()
     record = recorded_fastest(bundle, runtime=f"{rt.name} {rt.version}", threads=threads, device=mode)
     if record is None or bundle.variant(record["fastest"]) is None:
@@ -153,13 +153,17 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
     choice = parse_device(device)
     mode, tpu_device = choice.mode, choice.coral
     bundle = open_bundle(path, labels=labels, verify=False)
+    folder = Path(path).is_dir()
     variant = parse_variant(variant)
+    if variant is not None and (not folder or bundle.root is None):
+        raise ConfigError(f"--variant {variant} needs a bundle folder, not the file {bundle.model_path}.",
+                          "Pass the bundle folder, or name the file you want to run.")
     threads = threads or default_threads()
     notes: list[str] = []
     if variant == FASTEST:
-        variant, note = _fastest(bundle, mode, threads, folder=Path(path).is_dir())
+        variant, note = _fastest(bundle, mode, threads)
         notes.append(note)
-    model_path, wants_tpu = _choose_file(bundle, mode, folder=Path(path).is_dir(), variant=variant)
+    model_path, wants_tpu = _choose_file(bundle, mode, folder=folder, variant=variant)
     if bundle.root is not None and verify:
         verify_checksums(bundle, only=model_path)
     graph = read_tflite(model_path)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from edge.backends.devices import parse_device
 from edge.errors import ConfigError, DelegateError
 from edge.model.variants import CHOICES as VARIANT_CHOICES
+from edge.model.variants import parse_variant
 from edge.ops.quality import QualityThresholds
 from edge.sources.capture import Reconnect
 from edge.sources.picam import AF_MODES, CameraControls
@@ -133,8 +134,10 @@ def _bool(key: str, value: Any) -> bool:
 
 def _variant(key: str, value: Any) -> str | None:
     v = _optional_string(key, value)
-    if v is not None and v.strip().lower() not in VARIANT_CHOICES:
-        raise ConfigError(f"{key}: {v!r} is not a variant; use {', '.join(VARIANT_CHOICES)}.")
+    try:
+        parse_variant(v)
+    except ConfigError:
+        raise ConfigError(f"{key}: {v!r} is not a variant; use {', '.join(VARIANT_CHOICES)}.") from None
     return v
 
 

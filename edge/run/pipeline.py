@@ -103,7 +103,6 @@ class Pipeline:
         self._names = getattr(model, "names", None)
         spec = getattr(model, "spec", None)
         self._input_size = (spec.height, spec.width) if spec is not None else None
-        self._prepared_here_ms: float | None = None  # the last frame's preparation, when this thread did it
 
     def snapshot(self) -> RunStats:
         return self.stats.snapshot()
@@ -134,10 +133,7 @@ class Pipeline:
         """One frame through every stage; a bad frame gives an ERROR result, never an exception."""
         if frame.error is not None:
             return self._error(frame, frame.error)
-        t0 = time.perf_counter()
-        own = not isinstance(frame.prepared, Prepared)  # this thread prepares it
-        prep = self.prepare(frame.to_prepare) if own else frame.prepared
-        t1 = time.perf_counter()
+        prep = frame.prepared if isinstance(frame.prepared, Prepared) else self.prepare(frame.to_prepare)
         if prep.error is not None or prep.tensor is None or prep.quality is None:
             return self._error(frame, prep.error or "frame could not be prepared")
         t2 = time.perf_counter()
@@ -160,7 +156,6 @@ class Pipeline:
         status = UNCERTAIN if reasons else OK
         self.smoother.note(status == OK)
         t4 = time.perf_counter()
-        self._prepared_here_ms = (t1 - t0) * 1e3 if own else None
         times = StageTimes(capture_ms=frame.capture_ms, quality_ms=prep.quality_ms,
                            preprocess_ms=prep.preprocess_ms, invoke_ms=(t3 - t2) * 1e3,
                            postprocess_ms=(t4 - t3) * 1e3)
@@ -219,13 +214,13 @@ class Pipeline:
                         self.on_idle(capture)
                     continue
                 t0 = time.perf_counter()
-                self._prepared_here_ms = None
                 result = self.process(frame)
                 self.stats.record(result, time.perf_counter())
                 for sink in self.sinks:
                     sink.publish(result, frame.image)
                 # this thread's time on the frame, outputs included, tells capture how to share the work
-                own = self._prepared_here_ms
+                prepared_here = not isinstance(frame.prepared, Prepared) and result.status != ERROR
+                own = result.times.quality_ms + result.times.preprocess_ms if prepared_here else None
                 capture.report((time.perf_counter() - t0) * 1e3 - (own or 0.0), own)
                 if collect:
                     results.append(result)

@@ -272,8 +272,9 @@ class Capture:
                 t2 = time.perf_counter()
                 prepared = self.prepare(analysis)
                 self._share.prepared((time.perf_counter() - t2) * 1e3)
-            self._share.read((t1 - t0) * 1e3)
-            frame = Frame(index, image, t1, (t1 - t0) * 1e3, error, prepared,
+            read_ms = (t1 - t0) * 1e3
+            self._share.read(read_ms)
+            frame = Frame(index, image, t1, read_ms, error, prepared,
                           analysis if analysis is not image else None)
             if self._mailbox.put(frame, self._stop):
                 self.dropped += 1

@@ -119,12 +119,6 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
         seconds = _convert_both(model, calibration, io, float_path, int8_path)
         check_int8_model(int8_path, io)
         metrics, golden, notes = _evaluate(float_path, int8_path, r, tmp)
-        variants, variant_notes = {}, ()
-        if io == "uint8":
-            variants, variant_notes = int8io_variant(lambda: _convert(model, calibration, "int8"), check_int8_model,
-                                                     tmp, seconds, np.load(tmp / GOLDEN_INPUTS),
-                                                     np.load(tmp / GOLDEN_OUTPUTS))
-            notes = notes + variant_notes
         gate = _gate(metrics, max_bal_acc_drop, min_agreement, allow_degraded)
         metrics["gate"] = gate.as_dict()
         result = QuantizeResult(run=r.root, bundle=None, io=io, metrics=metrics, gate=gate,
@@ -134,6 +128,12 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
         if not gate.passed and not allow_degraded:
             raise QuantizeFailed(_gate_message(gate), "Nothing was written. Pass --allow-degraded to write it "
                                  "anyway; a larger --calibration-size or a better-trained model may help.", result)
+        variants: dict[str, Any] = {}
+        if io == "uint8":  # converted only for a bundle that will be written
+            variants, variant_notes = int8io_variant(lambda: _convert(model, calibration, "int8"), check_int8_model,
+                                                     tmp, seconds, np.load(tmp / GOLDEN_INPUTS),
+                                                     np.load(tmp / GOLDEN_OUTPUTS))
+            result = _replace(result, warnings=result.warnings + variant_notes)
         extra = {"provenance": provenance(r), "trained_on": trained_on(r),
                  "quantization": _quantization_meta(io), "metrics": metrics,
                  "calibration": calibration.manifest, "conversion_seconds": seconds, "golden": golden,
