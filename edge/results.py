@@ -45,6 +45,7 @@ class FrameResult:
     fps: float = 0.0
     quality: dict[str, float] = field(default_factory=dict)  # e.g. {"sharpness": .., "brightness": ..}
     image: str | None = None  # the still image's path (a folder run); None for a camera, video or stream
+    ood_score: float | None = None  # how unfamiliar the frame is (edge.ops.ood); None without OOD data
 
     @property
     def label(self) -> str | None:
@@ -57,7 +58,7 @@ class FrameResult:
         return {
             **where, "timestamp": round(self.timestamp, 3), "frame": self.frame_index, "status": self.status,
             "reasons": list(self.reasons), "label": self.label,
-            "score": round(self.top[0].score, 4) if self.top else None,
+            "score": round(self.top[0].score, 4) if self.top else None, "ood_score": _rounded(self.ood_score),
             "top_k": [p.as_dict() for p in self.top], "raw_top_k": [p.as_dict() for p in self.raw_top],
             "times_ms": {"capture": round(t.capture_ms, 3), "quality": round(t.quality_ms, 3),
                          "preprocess": round(t.preprocess_ms, 3), "invoke": round(t.invoke_ms, 3),
@@ -72,6 +73,10 @@ class FrameResult:
         """:meth:`as_dict` as one compact JSON line (no newline): a --jsonl line, an MQTT result.
         Computed once per result, however many outputs send it."""
         return json.dumps(self.as_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 class Sink(Protocol):

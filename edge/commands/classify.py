@@ -57,6 +57,10 @@ def classify(
         "--archive", file_okay=False, metavar="DIR", show_default=False,
         help="Keep each classified photo with its result in this archive, for review (/review of an "
              "edge run --archive DIR --http, or edge export).")] = None,
+    explain: Annotated[Path | None, typer.Option(
+        "--explain", file_okay=False, metavar="DIR", show_default=False,
+        help="Write DIR/<image>.cam.png per image: the image with the predicted class's activation map "
+             "laid over it (where the model looked).")] = None,
 ) -> None:
     """Classify each image on its own, through the same quality gate as `edge run`: each result is ok,
     uncertain (with its reasons) or an error. A bad image is reported and the others still run
@@ -71,16 +75,21 @@ def classify(
     m = load_model(model, device=device, threads=threads, labels=labels, variant=variant or cfg.variant)
     for line in m.notes:
         note(line)
+    if explain is not None:
+        _explain_folder(explain, m)
     store = _open_archive(archive) if archive else None
-    results, archived, unarchived = [], {}, 0
+    results, archived, unarchived, maps, taken = [], {}, 0, {}, set()
     try:
         for r in classify_files(m, images, k=top_k, threshold=threshold, quality=cfg.quality,
-                                keep=store is not None):
+                                keep=store is not None, explain=explain is not None):
             results.append(r)
             if not r.ok:
                 typer.echo(f"error: {r.error}", err=True)
                 continue
             where = ""
+            if explain is not None:
+                maps[str(r.path)] = _write_map(explain, r, m, taken)
+                where += f"  [map {maps[str(r.path)]}]" if maps[str(r.path)] else ""
             if store is not None:
                 cap_id = _archive_one(store, r, m)
                 if cap_id is None:
@@ -97,7 +106,9 @@ def classify(
         print_json({"model": str(m.path), "runtime": f"{m.runtime.name} {m.runtime.version}",
                     "device": m.device, "disclaimer": DISCLAIMER,
                     "results": [{**r.as_dict(), **({"capture": archived[str(r.path)]} if str(r.path) in archived
-                                                    else {})} for r in results]})
+                                                    else {}),
+                                 **({"explanation": maps[str(r.path)]} if maps.get(str(r.path)) else {})}
+                                for r in results]})
     else:
         note(DISCLAIMER)
     if store is not None:
@@ -105,8 +116,37 @@ def classify(
     failed = sum(not r.ok for r in results)
     if failed:
         note(f"{failed} of {len(results)} images failed.")
-    if failed or unarchived:
+    unmapped = sum(1 for r in results if r.ok and explain is not None and not maps.get(str(r.path)))
+    if failed or unarchived or unmapped:
         raise typer.Exit(1)
+
+
+def _explain_folder(folder: Path, m: "Model") -> None:
+    """Refuse --explain up front when the model has no maps or the folder cannot be made."""
+    from edge.errors import ConfigError  # noqa: PLC0415
+
+    if m.spec.cam is None:
+        raise ConfigError(f"{m.path} has no class activation maps (a bundle made before they existed, or "
+                          "a model without pooling + dense head).",
+                          "Re-create the bundle with `train quantize`, or run without --explain.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--explain {folder}: cannot create it ({e.strerror}).",
+                          "Choose a writable folder.") from None
+
+
+def _write_map(folder: Path, r: "FileResult", m: "Model", taken: set) -> str | None:
+    """Write one overlay; its path, or None after one line saying why not."""
+    from edge.model.explain import explanation_path, write_overlay  # noqa: PLC0415
+
+    path = explanation_path(folder, r.path, taken)
+    try:
+        write_overlay(path, r.rgb, r.cam, m.spec.width / m.spec.height)
+    except OSError as e:
+        typer.echo(f"error: {r.path}: no map written: {e.strerror or e}", err=True)
+        return None
+    return str(path)
 
 
 def _open_archive(path: Path) -> "Archive":

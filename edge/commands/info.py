@@ -64,4 +64,8 @@ def _render(r) -> None:  # noqa: ANN001
             state = "[green]ok[/green]" if row["ok"] else ("[red]missing[/red]" if row["actual"] is None
                                                          else "[red]MISMATCH[/red]")
             out.print(f"checksum {row['file']}: {state}")
+    if r.bundle:
+        out.print("trust: " + ("calibrated scores, OOD score, activation maps" if not r.lacks else
+                               "this bundle has " + "; ".join(r.lacks) + ". Re-create it with `train quantize` "
+                               "for them"), markup=False)
     out.print(f"on this device: {r.verdict}", markup=False)

@@ -1,8 +1,7 @@
 """Dataset readers for HAM10000, ISIC 2018 Task 3 and class folders, and a lesion-safe split.
 
-HAM10000 holds several photographs of many lesions. Images of one lesion look
-alike, so a split that puts one lesion in both train and test overstates
-accuracy. `split_by_lesion` keeps every lesion in exactly one split.
+HAM10000 holds several photographs of many lesions. Images of one lesion look alike, so a split that
+puts one lesion in both train and test overstates accuracy. `split_by_lesion` keeps each in one split.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +35,13 @@ class DatasetError(EdgeError):
 
 @dataclass(frozen=True)
 class Record:
-    """One image: its id, the lesion it shows, its label and where it is on disk."""
+    """One image: its id, lesion, label, file, and (key, value) metadata (HAM10000's age, sex, site)."""
 
     image_id: str
     lesion_id: str
     label: str
     path: Path
+    meta: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class _Entry:
     image_id: str
     lesion_id: str
     label: str
+    meta: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------- loading
@@ -103,7 +104,8 @@ def _load_ham10000(root: Path, csv_path: Path, strict: bool) -> Dataset:
     for line, row in _read_csv(csv_path, ("lesion_id", "image_id", "dx")):
         image_id = _required(row, "image_id", csv_path, line)
         lesion_id = _required(row, "lesion_id", csv_path, line)
-        entries.append(_Entry(image_id, lesion_id, _parse_label(row["dx"], csv_path, line, image_id)))
+        meta = tuple((k, v) for k in ("age", "sex", "localization") if (v := (row.get(k) or "").strip()))
+        entries.append(_Entry(image_id, lesion_id, _parse_label(row["dx"], csv_path, line, image_id), meta))
     dirs = [d for d in _subdirs(root) if d.name.lower() in HAM_IMAGE_DIRS] + [root]
     return _resolve(entries, dirs, csv_path, "ham10000", strict, ())
 
@@ -118,10 +120,8 @@ def _load_isic2018(root: Path, csv_path: Path, strict: bool) -> Dataset:
     if groupings:
         ungrouped = [e.image_id for e in entries if e.image_id not in groupings]
         if ungrouped:
-            warnings += (
-                f"{len(ungrouped)} images have no lesion grouping (first: {_first(ungrouped)}); "
-                "each is treated as its own lesion",
-            )
+            warnings += (f"{len(ungrouped)} images have no lesion grouping (first: {_first(ungrouped)}); "
+                         "each is treated as its own lesion",)
     inputs = sorted(_subdirs(root), key=lambda d: ("input" not in d.name.lower(), d.name))
     return _resolve(entries, inputs + [root], csv_path, "isic2018", strict, warnings)
 
@@ -197,7 +197,7 @@ def _resolve(
     for d in dirs:
         for path in _image_files(d):
             index.setdefault(path.stem, path)
-    records = [Record(e.image_id, e.lesion_id, e.label, index[e.image_id]) for e in entries if e.image_id in index]
+    records = [Record(e.image_id, e.lesion_id, e.label, p, e.meta) for e in entries if (p := index.get(e.image_id))]
     absent = [e.image_id for e in entries if e.image_id not in index]
     where = ", ".join(f"{d.name}/" for d in dirs[:-1]) or "no image sub-folders"
     if not records:

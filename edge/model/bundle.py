@@ -22,6 +22,7 @@ MODEL_FILE = "model.tflite"
 FLOAT_FILE = "model_float.tflite"
 EDGETPU_FILE = "model_edgetpu.tflite"
 INT8IO_FILE = "model_int8io.tflite"  # model.tflite with int8 instead of uint8 input and output
+OOD_FILE = "ood.npz"  # the OOD score's fitted statistics (edge.ops.ood)
 LABELS_FILE = "labels.txt"
 META_FILE = "model.json"
 VARIANTS = {"int8": MODEL_FILE, "int8io": INT8IO_FILE, "float": FLOAT_FILE, "edgetpu": EDGETPU_FILE}
@@ -71,6 +72,32 @@ class Bundle:
         sha = ident["sha256"]
         return {**ident, "short_sha256": sha[:12] if isinstance(sha, str) else None,
                 "created": self.meta.get("created")}
+
+    @property
+    def logits(self) -> bool:
+        """The class scores are logits (softmax with the temperature on the device), not probabilities."""
+        return (self.meta.get("output") or {}).get("activation") == "logits"
+
+    @property
+    def temperature(self) -> float | None:
+        """model.json's calibration temperature (checked), or None when the bundle has none."""
+        cal = self.meta.get("calibration")
+        if not isinstance(cal, dict) or "temperature" not in cal:
+            return None
+        from edge.ops.calibration import check_temperature  # noqa: PLC0415
+
+        return check_temperature(cal["temperature"], f"{self.root / META_FILE}")
+
+    def lacks(self) -> list[str]:
+        """What an older bundle does not carry, one phrase each (empty for a current bundle)."""
+        missing = []
+        if self.temperature is None:
+            missing.append("no calibration temperature (scores are the raw softmax)")
+        if not isinstance(self.meta.get("ood"), dict):
+            missing.append("no OOD data (no ood_score, no 'unfamiliar image')")
+        if "cam" not in self.meta:
+            missing.append("no class activation maps (no --explain)")
+        return missing
 
     def variant(self, kind: str) -> Path | None:
         """The file of a variant (int8, int8io, float, edgetpu) when the bundle has it."""
@@ -219,27 +246,46 @@ def verify_bundle_files(root: str | Path) -> Bundle:
     return bundle
 
 
-def describe_model(path: Path) -> dict[str, Any]:
-    """The input/output contract of a classifier file, for model.json (read from the file itself)."""
+def describe_model(path: Path, activation: str = "softmax") -> dict[str, Any]:
+    """The input/output contract of a classifier file, for model.json (read from the file itself).
+
+    ``activation``: what the class scores are, ``softmax`` (probabilities) or ``logits`` (the device
+    shows ``softmax(logits / calibration.temperature)``)."""
+    from edge.model.spec import output_roles  # noqa: PLC0415
     from edge.model.tflite_file import read_tflite  # noqa: PLC0415
 
     graph = read_tflite(path)
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise BundleError(f"{path} is not a single-input, single-output classifier.")
-    i, o = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    outs = [graph.tensors[i] for i in graph.outputs]
+    roles = output_roles([tuple(t.shape) for t in outs])
+    if len(graph.inputs) != 1 or roles is None:
+        raise BundleError(f"{path} is not a single-input classifier (class scores, optionally with "
+                          "activation maps and pooled features).")
+    i, o = graph.tensors[graph.inputs[0]], outs[roles["scores"]]
     if len(i.shape) != 4:
         raise BundleError(f"{path} input shape {list(i.shape)} is not [1, height, width, channels].")
 
     def quant(t):  # noqa: ANN001, ANN202
         return {"scale": t.scale, "zero_point": t.zero_point} if t.scale else None
 
+    def tensor(t, position: int, what: str) -> dict[str, Any]:  # noqa: ANN001
+        return {"dtype": t.dtype, "quantization": quant(t), "shape": list(t.shape), "output_index": position,
+                "is": what}
+
+    extra = {}
+    if "cam" in roles:
+        extra["cam"] = tensor(outs[roles["cam"]], roles["cam"], "class activation maps: the classifier layer "
+                              "applied at every position of the last feature map (their mean is the logits)")
+    if "features" in roles:
+        extra["features"] = tensor(outs[roles["features"]], roles["features"],
+                                   "pooled features, the classifier layer's input (for the OOD score)")
     return {
         "input": {"height": i.shape[1], "width": i.shape[2], "channels": i.shape[3], "color_order": "RGB",
                   "dtype": i.dtype, "quantization": quant(i),
                   "pixel_scaling": {"scale": 1.0, "offset": 0.0},
                   "resize": "centre crop to the input's aspect ratio, then area interpolation"},
         "output": {"dtype": o.dtype, "quantization": quant(o), "shape": list(o.shape),
-                   "activation": "softmax"},
+                   "activation": activation, "output_index": roles["scores"]},
+        **extra,
     }
 
 
@@ -250,7 +296,7 @@ def file_entry(path: Path) -> dict[str, Any]:
 def write_bundle(out: str | Path, *, model: Path, labels: list[str] | tuple[str, ...], name: str | None = None,
                  float_model: Path | None = None, edgetpu_model: Path | None = None,
                  extra: dict[str, Any] | None = None, extra_files: dict[str, Path] | None = None,
-                 force: bool = False) -> Path:
+                 force: bool = False, activation: str = "softmax") -> Path:
     """Write a bundle atomically: everything goes to a temporary folder renamed at the end.
 
     ``extra`` is merged into model.json (provenance, metrics, calibration, ...); ``extra_files``
@@ -272,8 +318,8 @@ def write_bundle(out: str | Path, *, model: Path, labels: list[str] | tuple[str,
             "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, "name": name or out.name,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "labels": list(labels), "num_classes": len(labels), "display_names": display_names(labels),
-            **describe_model(tmp / MODEL_FILE),
-            "files": {n: file_entry(tmp / n) for n in VARIANTS.values() if (tmp / n).is_file()},
+            **describe_model(tmp / MODEL_FILE, activation),
+            "files": {n: file_entry(tmp / n) for n in (*VARIANTS.values(), OOD_FILE) if (tmp / n).is_file()},
         }
         for key, value in (extra or {}).items():
             meta[key] = value

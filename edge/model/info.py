@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge.backends.runtime import Runtime, get_runtime
-from edge.errors import ModelError
+from edge.errors import BundleError, ModelError
 from edge.model.bundle import checksum_report, open_bundle
 from edge.model.load import make_interpreter
 from edge.model.spec import ModelSpec
@@ -43,6 +43,7 @@ class ModelInfo:
     load_error: str | None = None
     classifier: bool | None = None  # an image classifier `edge classify` / `edge run` can use
     labels_fit: bool = True  # False: the labels given (or the bundle's) do not match the classifier's outputs
+    lacks: tuple[str, ...] = ()  # what an older bundle does not carry (calibration, OOD data, maps)
 
     @property
     def checksums_ok(self) -> bool | None:
@@ -56,7 +57,7 @@ class ModelInfo:
             "mac_count": self.mac_count, "labels": list(self.labels) if self.labels else None,
             "bundle": self.bundle, "checksums": self.checksums, "checksums_ok": self.checksums_ok,
             "loads_on_cpu": self.loads, "load_error": self.load_error, "image_classifier": self.classifier,
-            "verdict": self.verdict,
+            "verdict": self.verdict, "lacks": list(self.lacks),
         }
 
 
@@ -110,5 +111,14 @@ def inspect_model(path: str | Path, *, labels: str | Path | None = None) -> Mode
         mac_count=graph.mac_count(), labels=bundle.labels,
         bundle=str(bundle.root) if bundle.root else None, verdict=verdict.text,
         checksums=checksum_report(bundle) if bundle.root else [], loads=verdict.loads, load_error=verdict.error,
-        classifier=verdict.classifier, labels_fit=verdict.labels_fit,
+        classifier=verdict.classifier, labels_fit=verdict.labels_fit, lacks=_lacks(bundle),
     )
+
+
+def _lacks(bundle) -> tuple[str, ...]:  # noqa: ANN001
+    if bundle.root is None:
+        return ()
+    try:
+        return tuple(bundle.lacks())
+    except BundleError as e:  # a broken temperature: say so here, `edge run` refuses it
+        return (e.message,)

@@ -14,6 +14,7 @@ from edge.backends.devices import default_threads, parse_device
 from edge.backends.runtime import Runtime, get_runtime
 from edge.errors import BundleError, ConfigError, DelegateError, ModelError, first_line
 from edge.model.bundle import (
+    OOD_FILE,
     VARIANTS,
     Bundle,
     open_bundle,
@@ -29,6 +30,8 @@ from edge.model.variants import (
     parse_variant,
     recorded_fastest,
 )
+from edge.ops.calibration import softmax_rows
+from edge.ops.ood import OodModel, load_ood
 from edge.ops.postprocess import Prediction, to_probabilities, top_k
 from edge.ops.preprocess import dequantize, fit_to_input, quantize
 
@@ -81,9 +84,12 @@ class Model:
 
     def __init__(self, *, bundle: Bundle, path: Path, interpreter: Any, spec: ModelSpec,
                  runtime: Runtime, device: str, threads: int, graph: TFLiteFile,
-                 notes: tuple[str, ...] = ()) -> None:
+                 notes: tuple[str, ...] = (), ood: OodModel | None = None) -> None:
         self.bundle, self.path, self.interpreter, self.spec = bundle, path, interpreter, spec
         self.runtime, self.device, self.threads, self.graph, self.notes = runtime, device, threads, graph, notes
+        self.ood = ood if spec.features is not None else None
+        self.temperature = bundle.temperature or 1.0  # a broken one is refused here, at load
+        self._logits = bundle.logits
         self.labels = bundle.labels
         self.names = bundle.display_names  # code -> full name, for every label
         self._pixel_scale, self._pixel_offset = bundle.pixel_scaling
@@ -111,7 +117,42 @@ class Model:
         return self.interpreter.get_tensor(self.spec.output.index)
 
     def probabilities(self, raw: np.ndarray) -> np.ndarray:
-        return to_probabilities(dequantize(raw, self.spec.output.quantization), self._tolerance)
+        """The class probabilities of a raw output: softmax(logits / temperature) for a bundle whose
+        model outputs logits, else the model's own softmax (or a softmax of what it outputs)."""
+        scores = self.logits(raw)
+        if self._logits:
+            return softmax_rows(scores, self.temperature).astype(np.float32)
+        probs = to_probabilities(scores, self._tolerance)
+        if self.temperature != 1.0:  # a temperature for softmax outputs: rescale the log-probabilities
+            probs = softmax_rows(np.log(np.maximum(probs, 1e-7)), self.temperature).astype(np.float32)
+        return probs
+
+    def logits(self, raw: np.ndarray) -> np.ndarray:
+        """A raw class-score output as float scores (the logits of a bundle that outputs logits)."""
+        return dequantize(raw, self.spec.output.quantization).reshape(-1)
+
+    def features(self) -> np.ndarray | None:
+        """The pooled features of the last invoked image (float), None when the model has no such output."""
+        f = self.spec.features
+        return None if f is None else dequantize(self.interpreter.get_tensor(f.index), f.quantization).reshape(-1)
+
+    def ood_score(self) -> float | None:
+        """How unfamiliar the last invoked image is (``edge.ops.ood``); None without OOD data."""
+        return None if self.ood is None else self.ood.score(self.features())
+
+    def ood_check(self) -> tuple[float | None, bool]:
+        """(the last invoked image's OOD score, whether it is above the bundle's threshold)."""
+        score = self.ood_score()
+        return score, score is not None and score > self.ood.threshold
+
+    def cam(self, index: int) -> np.ndarray | None:
+        """The class activation map (h, w) of class ``index`` for the last invoked image; None when
+        the model has no maps."""
+        c = self.spec.cam
+        if c is None:
+            return None
+        maps = dequantize(self.interpreter.get_tensor(c.index), c.quantization)
+        return np.asarray(maps, np.float32)[0, :, :, index]
 
     def classify(self, rgb: np.ndarray, k: int = 3) -> Classification:
         t0 = time.perf_counter_ns()
@@ -208,4 +249,16 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
     if bundle.root is not None and model_path != bundle.model_path:  # the file that runs names the model
         bundle = replace(bundle, model_path=model_path)
     return Model(bundle=bundle, path=model_path, interpreter=interpreter, spec=spec, runtime=runtime,
-                 device=used, threads=threads, graph=graph, notes=tuple(notes))
+                 device=used, threads=threads, graph=graph, notes=tuple(notes),
+                 ood=_ood(bundle, spec, verify))
+
+
+def _ood(bundle: Bundle, spec: ModelSpec, verify: bool) -> OodModel | None:
+    """The bundle's OOD model when it has one and the model outputs its features."""
+    meta = bundle.meta.get("ood")
+    if bundle.root is None or not isinstance(meta, dict) or spec.features is None:
+        return None
+    path = bundle.root / OOD_FILE
+    if verify:
+        verify_checksums(bundle, only=path)
+    return load_ood(path, meta.get("threshold"), dims=spec.features.shape[-1])

@@ -34,12 +34,34 @@ class TensorSpec:
                 "quantization": {"scale": q.scale, "zero_point": q.zero_point} if q.is_quantized else None}
 
 
+def output_roles(shapes: list[tuple[int, ...]]) -> dict[str, int] | None:
+    """Which output is which, from their shapes: ``scores`` (the class scores, [1, classes]), and
+    optionally ``cam`` (class activation maps, [1, h, w, classes]) and ``features`` (the pooled
+    features the scores are computed from, [1, D]; of two vectors the longer). None: not a classifier."""
+    vectors = [i for i, s in enumerate(shapes) if len(s) in (1, 2)]
+    maps = [i for i, s in enumerate(shapes) if len(s) == 4]
+    if not 1 <= len(vectors) <= 2 or len(maps) > 1 or len(vectors) + len(maps) != len(shapes):
+        return None
+    vectors.sort(key=lambda i: shapes[i][-1])
+    roles = {"scores": vectors[0]}
+    if len(vectors) == 2:
+        roles["features"] = vectors[1]
+    if maps:
+        if shapes[maps[0]][-1] != shapes[vectors[0]][-1]:
+            return None
+        roles["cam"] = maps[0]
+    return roles
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Input and output contract of a single-input, single-output image classifier."""
+    """Input and output contract of a single-input image classifier: the class scores, and optionally
+    its class activation maps and pooled features (see :func:`output_roles`)."""
 
     input: TensorSpec
-    output: TensorSpec
+    output: TensorSpec  # the class scores
+    cam: TensorSpec | None = None
+    features: TensorSpec | None = None
 
     @property
     def height(self) -> int:
@@ -61,10 +83,15 @@ class ModelSpec:
     def from_interpreter(cls, interpreter: Any, where: str = "the model") -> "ModelSpec":
         inputs = interpreter.get_input_details()
         outputs = interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
+        specs = [TensorSpec.from_details(d) for d in outputs]
+        roles = output_roles([s.shape for s in specs]) if len(inputs) == 1 else None
+        if roles is None:
             raise ModelError(f"{where} is not an image classifier: it has {len(inputs)} inputs and "
-                             f"{len(outputs)} outputs (expected 1 and 1).")
-        spec = cls(TensorSpec.from_details(inputs[0]), TensorSpec.from_details(outputs[0]))
+                             f"{len(outputs)} outputs (expected 1 input; class scores, optionally with "
+                             "activation maps and pooled features).")
+        spec = cls(TensorSpec.from_details(inputs[0]), specs[roles["scores"]],
+                   cam=specs[roles["cam"]] if "cam" in roles else None,
+                   features=specs[roles["features"]] if "features" in roles else None)
         i, o = spec.input, spec.output
         if len(i.shape) != 4 or i.shape[0] != 1 or i.shape[3] != 3 or min(i.shape[1:3]) < 8:
             raise ModelError(f"{where} is not an image classifier: input shape {list(i.shape)} "

@@ -26,6 +26,7 @@ TOO_DARK = "too dark"
 TOO_BRIGHT = "too bright"
 TOO_SMALL = "too small"
 LOW_CONFIDENCE = "low confidence"
+UNFAMILIAR = "unfamiliar image"  # the OOD score is above the bundle's threshold (edge.ops.ood)
 
 MIN_SIDE = 8  # below this a frame is an error, not a picture
 MAX_PIXELS = 64_000_000

@@ -23,6 +23,7 @@ from edge.errors import EdgeError, ImageError, first_line
 from edge.ops.postprocess import top_k
 from edge.ops.quality import (
     LOW_CONFIDENCE,
+    UNFAMILIAR,
     Quality,
     QualityThresholds,
     frame_problem,
@@ -101,6 +102,7 @@ class Pipeline:
         self._labels = getattr(model, "labels", None)
         self._stills = bool(getattr(source, "stills", False)) and hasattr(source, "frame_name")
         self._names = getattr(model, "names", None)
+        self._ood = getattr(model, "ood_check", None)
         spec = getattr(model, "spec", None)
         self._input_size = (spec.height, spec.width) if spec is not None else None
 
@@ -145,6 +147,9 @@ class Pipeline:
         probs = self.model.probabilities(raw)
         k = self.options.top_k
         reasons = list(prep.reasons)
+        ood, unfamiliar = self._ood() if self._ood is not None else (None, False)
+        if unfamiliar:  # no label, and the smoother does not learn from it
+            reasons.append(UNFAMILIAR)
         raw_top = top_k(probs, k, self._labels, self._names)
         if self._stills:  # unrelated photos: each image's result is its own
             smoothed, top = probs, raw_top
@@ -162,7 +167,7 @@ class Pipeline:
         return FrameResult(timestamp=time.time(), frame_index=frame.index, status=status,
                            reasons=tuple(reasons), top=top, raw_top=raw_top, times=times,
                            latency_ms=(t4 - frame.captured) * 1e3, fps=self.stats.fps(t4),
-                           quality=prep.quality.as_dict(), image=self._frame_name(frame.index))
+                           quality=prep.quality.as_dict(), image=self._frame_name(frame.index), ood_score=ood)
 
     def _error(self, frame: Frame, reason: str) -> FrameResult:
         self.smoother.note(False)

@@ -45,6 +45,8 @@ def evaluate(
     console = Console()
     if result.metrics is not None:
         console.print(metrics_table(result.metrics, f"{result.name} ({result.n} images)"))
+        for line in trust_lines(result.metrics):
+            console.print(line)
         console.print(f"metrics: {result.metrics_path}")
     if result.isic_csv:
         console.print(f"ISIC 2018 submission CSV ({result.n} images): {result.isic_csv}")
@@ -66,3 +68,26 @@ def metrics_table(metrics: dict, title: str):
     table.caption = (f"accuracy {fmt(metrics['accuracy'])}  balanced accuracy {fmt(metrics['balanced_accuracy'])}  "
                      f"macro AUC {fmt(metrics['macro_auc'])}  melanoma recall {fmt(metrics['melanoma_recall'])}")
     return table
+
+
+def trust_lines(metrics: dict) -> list[str]:
+    """Calibration, OOD and per-group figures in a few lines (nothing for what a run lacks)."""
+    lines = []
+    cal, ood = metrics.get("calibration"), metrics.get("ood")
+    if cal:
+        lines.append(f"calibration: temperature {cal['temperature']:.3f}; ECE {cal['ece_uncalibrated']:.3f} "
+                     f"uncalibrated -> {cal['ece']:.3f} ({cal['bins']} bins)")
+    if ood:
+        energy = "" if ood.get("auroc_energy") is None else f"; energy score {ood['auroc_energy']:.3f}"
+        lines.append(f"OOD score: AUROC {ood['auroc']:.3f} against {ood['non_lesion_images']} non-lesion images"
+                     f"{energy}; threshold {ood['threshold']:.3g} flags {ood['test_flagged']:.0%} of the test "
+                     f"images and {ood['non_lesion_flagged']:.0%} of the non-lesion ones")
+    groups = metrics.get("by_group")
+    if groups:
+        from train.report.trust import weakest  # noqa: PLC0415
+
+        small = sum(g["small"] for key, vals in groups.items() if isinstance(vals, dict) for g in vals.values())
+        line = weakest(groups)
+        lines.append(f"by group (sex, age band, body site): {line or 'every group is small'}; "
+                     f"{small} group(s) under {groups['small_group_below']} images flagged small")
+    return lines

@@ -77,7 +77,7 @@ def fit(
 def _summary(result) -> None:
     from rich.console import Console  # noqa: PLC0415
 
-    from train.commands.evaluate import metrics_table  # noqa: PLC0415
+    from train.commands.evaluate import metrics_table, trust_lines  # noqa: PLC0415
 
     console = Console()
     if not result.chief:
@@ -90,3 +90,5 @@ def _summary(result) -> None:
                   f"images/s; best epoch {result.best_epoch} (validation balanced accuracy "
                   f"{result.best_val_balanced_accuracy:.3f}); images {result.images}")
     console.print(metrics_table(result.metrics, f"test split ({result.metrics['n']} images)"))
+    for line in trust_lines(result.metrics):
+        console.print(line)

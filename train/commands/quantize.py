@@ -81,6 +81,10 @@ def render(r) -> None:  # noqa: ANN001
     out.print(f"top-1 agreement int8 vs float: {m['agreement']:.1%} (minimum {g.min_agreement:.1%})")
     out.print(f"balanced accuracy drop: {g.bal_acc_drop * 100:.2f} points (limit {g.max_bal_acc_drop * 100:.2f})")
     out.print(f"probability difference: mean {m['prob_mean_abs_diff']:.4f}, max {m['prob_max_abs_diff']:.4f}")
+    from train.commands.evaluate import trust_lines  # noqa: PLC0415
+
+    for line in trust_lines({"calibration": m.get("calibration"), "ood": r.ood}):
+        out.print(f"int8 {line}")
     state = "[green]PASSED[/green]" if g.passed else ("[yellow]FAILED (overridden)[/yellow]" if g.overridden
                                                     else "[red]FAILED[/red]")
     out.print(f"gate: {state}")

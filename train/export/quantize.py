@@ -9,12 +9,10 @@ outputs so ``edge verify`` can prove a device computes the same thing.
 from __future__ import annotations
 
 import json
-import platform
 import re
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,15 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ImageError, first_line
-from edge.model.bundle import INT8IO_FILE, MODEL_FILE, sha256_file, write_bundle
+from edge.model.bundle import (
+    INT8IO_FILE,
+    MODEL_FILE,
+    OOD_FILE,
+    write_bundle,
+)
 from edge.model.tflite_file import read_tflite
-from edge.model.verify import EDGETPU_TOLERANCE_STEPS, OTHER_RUNTIME_TOLERANCE_STEPS
 from edge.ops.image import load_image
-from edge.ops.preprocess import fit_to_input, pixel_probe
+from edge.ops.preprocess import fit_to_input
 from train.data.calibration import (
     DEFAULT_DIR,
     DEFAULT_SIZE,
@@ -34,13 +36,18 @@ from train.data.calibration import (
     prepare_calibration,
 )
 from train.errors import TrainError
+from train.export.golden import (
+    GOLDEN_INPUTS,
+    GOLDEN_OUTPUTS,
+    golden_order,
+    write_golden,
+)
 from train.export.provenance import provenance, trained_on
+from train.export.trust_int8 import int8_trust
 from train.export.variants import int8io_variant
 from train.quiet import captured, import_tensorflow
 
 IO_TYPES = ("uint8", "int8")
-GOLDEN_COUNT = 8
-GOLDEN_INPUTS, GOLDEN_OUTPUTS = "golden_inputs.npy", "golden_outputs.npy"
 RUN_FILES = ("model.keras", "labels.txt", "split.csv", "run.json")
 
 
@@ -74,6 +81,7 @@ class QuantizeResult:
     conversion_seconds: dict[str, float]
     warnings: tuple[str, ...] = ()
     edgetpu: Any = None  # train.export.edgetpu_compile.CompileResult when --edgetpu ran
+    ood: dict[str, Any] | None = None  # model.json's ood figures (None: a model without pooled features)
 
     @property
     def size_ratio(self) -> float:
@@ -109,7 +117,7 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
     out = Path(out)
     _check_out(out, Path(run), force)
     r = _open_run(Path(run), data)
-    model, input_hw = _load_keras(r)
+    model, input_hw, logits = _load_keras(r)
     calibration = prepare_calibration(r.splits["train"], run=r.root, labels=r.labels, input_hw=input_hw,
                                       dataset_root=r.data, size=calibration_size, seed=seed,
                                       directory=Path(calibration_dir))
@@ -118,7 +126,7 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
         float_path, int8_path = tmp / "model_float.tflite", tmp / MODEL_FILE
         seconds = _convert_both(model, calibration, io, float_path, int8_path)
         check_int8_model(int8_path, io)
-        metrics, golden, notes = _evaluate(float_path, int8_path, r, tmp)
+        metrics, golden, notes, test_out = _evaluate(float_path, int8_path, r, tmp, logits)
         gate = _gate(metrics, max_bal_acc_drop, min_agreement, allow_degraded)
         metrics["gate"] = gate.as_dict()
         result = QuantizeResult(run=r.root, bundle=None, io=io, metrics=metrics, gate=gate,
@@ -134,15 +142,23 @@ def quantize(run: str | Path, out: str | Path, *, name: str | None = None, io: s
                                                      tmp, seconds, np.load(tmp / GOLDEN_INPUTS),
                                                      np.load(tmp / GOLDEN_OUTPUTS))
             result = _replace(result, warnings=result.warnings + variant_notes)
+        trust_meta: dict[str, Any] = {}
+        if test_out is not None:
+            trust_meta = int8_trust(int8_path, r.splits, r.labels, test_out, tmp, metrics, seconds)
+            result = _replace(result, ood=trust_meta["ood"])
         extra = {"provenance": provenance(r), "trained_on": trained_on(r),
                  "quantization": _quantization_meta(io), "metrics": metrics,
-                 "calibration": calibration.manifest, "conversion_seconds": seconds, "golden": golden,
+                 "calibration": {**calibration.manifest, **trust_meta.get("calibration", {})},
+                 "conversion_seconds": seconds, "golden": golden,
+                 **({"ood": trust_meta["ood"]} if trust_meta else {}),
                  **({"variants": variants} if variants else {})}
-        files = [GOLDEN_INPUTS, GOLDEN_OUTPUTS] + ([INT8IO_FILE] if variants else [])
+        files = [GOLDEN_INPUTS, GOLDEN_OUTPUTS] + ([INT8IO_FILE] if variants else []) + \
+            ([OOD_FILE] if trust_meta else [])
         try:
             bundle = write_bundle(out, model=int8_path, float_model=float_path, labels=r.labels,
                                   name=name or out.name, extra=extra, force=force,
-                                  extra_files={f: tmp / f for f in files})
+                                  extra_files={f: tmp / f for f in files},
+                                  activation="logits" if logits else "softmax")
         except OSError as e:
             raise TrainError(f"Cannot write the bundle {out}: {e.strerror or e}.",
                              "Nothing was written; free disk space or choose another --out.") from None
@@ -221,19 +237,20 @@ def _open_run(run: Path, data: str | Path | None) -> _Run:
     return _Run(run, labels, info, root, splits, tuple(roots))
 
 
-def _load_keras(r: _Run) -> tuple[Any, tuple[int, int]]:
-    """RUN/model.keras rebuilt with a static batch size of 1 (the Edge TPU rejects dynamic shapes)."""
+def _load_keras(r: _Run) -> tuple[Any, tuple[int, int], bool]:
+    """RUN/model.keras as the device runs it (train/export/heads.py: logits, class activation maps,
+    pooled features) with a static batch size of 1 (the Edge TPU rejects dynamic shapes); the last
+    value says whether it outputs logits (False: a model without that head, exported as it is)."""
     import_tensorflow()
-    import keras  # noqa: PLC0415
-
+    from train.export.heads import export_model, find_head  # noqa: PLC0415
     from train.fit.model import load_trained  # noqa: PLC0415
 
     model = load_trained(r.root / "model.keras", r.labels)
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[3] != 3 or None in shape[1:]:
         raise TrainError(f"{r.root / 'model.keras'} takes input {shape}, not a fixed-size RGB image.")
-    inp = keras.Input(shape=shape[1:], batch_size=1, name="image")
-    return keras.Model(inp, model(inp, training=False)), (int(shape[1]), int(shape[2]))
+    head = find_head(model)
+    return export_model(model, head), (int(shape[1]), int(shape[2])), head is not None
 
 
 # ---------------------------------------------------------------- conversion
@@ -318,28 +335,26 @@ def _quantization_meta(io: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- evaluation through the device runtime
 
 
-def _golden_order(records: Sequence[Any], labels: Sequence[str]) -> list[int]:
-    """Test indices taken one class at a time, so the golden set covers as many classes as it can."""
-    by_class = [[i for i, r in enumerate(records) if r.label == label] for label in labels]
-    order = []
-    while len(order) < min(GOLDEN_COUNT, len(records)):
-        for idx in by_class:
-            if idx and len(order) < GOLDEN_COUNT:
-                order.append(idx.pop(0))
-    return order
-
-
-def _evaluate(float_path: Path, int8_path: Path, r: _Run, tmp: Path) -> tuple[dict, dict, tuple[str, ...]]:
-    """Metrics of both models on the test split, via edge.model.load (the runtime the device uses)."""
+def _evaluate(float_path: Path, int8_path: Path, r: _Run, tmp: Path,
+              logits: bool) -> tuple[dict, dict, tuple[str, ...], Any]:
+    """Metrics of both models on the test split, via edge.model.load (the runtime the device uses);
+    the int8 model's test outputs (logits, features) last, None when it outputs no logits."""
     from edge.model.load import load_model  # noqa: PLC0415
+    from edge.ops.calibration import softmax_rows  # noqa: PLC0415
     from train.report.metrics import evaluate_predictions  # noqa: PLC0415
+    from train.report.trust import Outputs  # noqa: PLC0415
 
     with captured():  # the runtime announces its CPU delegate
         fm, qm = load_model(float_path, device="cpu"), load_model(int8_path, device="cpu")
     h, w = qm.spec.height, qm.spec.width
     records = r.splits["test"]
-    golden_idx = set(_golden_order(records, r.labels))
+    golden_idx = set(golden_order(records, r.labels))
     y, pf, pq, g_in, g_out, g_ids, skipped = [], [], [], [], [], [], []
+    lq, fq = [], []
+
+    def probs(m: Any, raw: np.ndarray) -> np.ndarray:  # uncalibrated: the temperature is fitted after
+        return softmax_rows(m.logits(raw)) if logits else m.probabilities(raw)
+
     for i, rec in enumerate(records):
         try:
             pixels = fit_to_input(load_image(rec.path), h, w)
@@ -348,8 +363,11 @@ def _evaluate(float_path: Path, int8_path: Path, r: _Run, tmp: Path) -> tuple[di
             continue
         raw_f, raw_q = fm.invoke(fm.prepare(pixels)), qm.invoke(qm.prepare(pixels))
         y.append(r.labels.index(rec.label))
-        pf.append(fm.probabilities(raw_f))
-        pq.append(qm.probabilities(raw_q))
+        pf.append(probs(fm, raw_f))
+        pq.append(probs(qm, raw_q))
+        if logits:
+            lq.append(qm.logits(raw_q))
+            fq.append(qm.features())
         if i in golden_idx:
             g_in.append(pixels)
             g_out.append(raw_q.reshape(-1))
@@ -363,33 +381,11 @@ def _evaluate(float_path: Path, int8_path: Path, r: _Run, tmp: Path) -> tuple[di
                "float": evaluate_predictions(y, pf, r.labels), "int8": evaluate_predictions(y, pq, r.labels),
                "agreement": float(np.mean(pf.argmax(1) == pq.argmax(1))),
                "prob_mean_abs_diff": float(diff.mean()), "prob_max_abs_diff": float(diff.max())}
-    golden = _write_golden(tmp, np.stack(g_in), np.stack(g_out), g_ids, qm)
+    golden = write_golden(tmp, np.stack(g_in), np.stack(g_out), g_ids, qm)
     notes = (f"{len(skipped)} test image(s) could not be read and were left out (first: {skipped[0]}).",) \
         if skipped else ()
-    return metrics, golden, notes
-
-
-def _write_golden(tmp: Path, inputs: np.ndarray, outputs: np.ndarray, ids: list[str], qm: Any) -> dict:
-    np.save(tmp / GOLDEN_INPUTS, inputs, allow_pickle=False)
-    np.save(tmp / GOLDEN_OUTPUTS, outputs, allow_pickle=False)
-    q = qm.spec.output.quantization
-
-    def entry(name: str, a: np.ndarray) -> dict[str, Any]:
-        return {"file": name, "sha256": sha256_file(tmp / name), "shape": list(a.shape), "dtype": a.dtype.name}
-
-    return {"inputs": entry(GOLDEN_INPUTS, inputs), "outputs": entry(GOLDEN_OUTPUTS, outputs),
-            "image_ids": ids, "inputs_are": "preprocessed RGB uint8 pixels (fit_to_input), fed via Model.prepare",
-            "outputs_are": f"raw {qm.spec.output.dtype} outputs of {MODEL_FILE} on the CPU "
-                           f"(scale {q.scale}, zero point {q.zero_point})",
-            "tolerance": {"cpu": "exact", "cpu_other_runtime": {"max_abs_diff_steps": OTHER_RUNTIME_TOLERANCE_STEPS,
-                                                                "top1": "same"},
-                          "edgetpu": {"max_abs_diff_steps": EDGETPU_TOLERANCE_STEPS,
-                                                      "top1": "same"}},
-            "reference_runtime": f"{qm.runtime.name} {qm.runtime.version}",
-            "reference_machine": platform.machine(),
-            "pixels_sha256": pixel_probe(qm.spec.height, qm.spec.width),
-            "pixels_are": "sha256 of edge.ops.preprocess.pixel_probe: fixed test cards through fit_to_input, "
-                          "recomputed by `edge verify` on the device (the same pixels on every architecture)"}
+    test_out = Outputs(np.asarray(y, np.int64), np.stack(lq), np.stack(fq)) if logits and fq[0] is not None else None
+    return metrics, golden, notes, test_out
 
 
 def _gate(metrics: dict, max_drop: float, min_agreement: float, allow: bool) -> Gate:

@@ -232,6 +232,8 @@ def _finish(data: Sequence[Path], dataset, splits: Mapping[str, Sequence[Record]
     write_split_csv(tmp / "split.csv", splits)
     write_json(tmp / "metrics.json", outcome.metrics)
     plots.confusion_matrices(outcome.metrics["confusion_matrix"], labels, tmp / "plots", title="test")
+    if outcome.metrics.get("calibration"):
+        plots.reliability_diagram(outcome.metrics["calibration"], tmp / "plots" / "reliability.png", title="test")
     if (tmp / "history.csv").is_file():
         plots.history_curves(tmp / "history.csv", tmp / "plots")
     plots.class_distribution({name: class_counts(recs, labels) for name, recs in splits.items()},

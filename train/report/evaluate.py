@@ -95,21 +95,40 @@ def evaluate(run: Path, *, data: Path | None = None, split: str = "test", batch_
         csv_path = write_isic_csv(Path(isic_csv), kept, probs, r.labels) if isic_csv else None
         if not labelled:
             return EvalResult(name, len(kept), None, None, (), csv_path, unreadable, ())
-        return _write_metrics(r, name, y, probs, out, csv_path, unreadable)
+        return _write_metrics(r, name, y, probs, out, csv_path, unreadable, _trust(model, r, kept, y, probs, report))
     except OSError as e:
         raise TrainError(f"cannot write {e.filename or 'the results'}: {e.strerror or e}; "
                          "choose a writable --out / --isic-csv") from None
 
 
-def _write_metrics(r: Run, name: str, y, probs, out, csv_path, unreadable: int) -> EvalResult:
+def _trust(model, r: Run, kept: list[Record], y, probs, report: Report) -> dict:
+    """ECE, OOD AUROC and per-group metrics with the run's fitted temperature and OOD statistics;
+    per-group metrics only (with a note) for a run made before they existed."""
+    from train.export.heads import export_model, find_head  # noqa: PLC0415
+    from train.fit.trust import assess, load_trust  # noqa: PLC0415
+    from train.report.trust import by_group  # noqa: PLC0415
+
+    fitted = load_trust(r.folder)
+    head = find_head(model)
+    if fitted is None or head is None:
+        report("note: this run has no trust.json (trained before calibration and OOD statistics were "
+               "fitted): no ECE or OOD AUROC; train it again for them")
+        return {"by_group": by_group(y, probs, r.labels, [dict(rec.meta) for rec in kept])}
+    return assess(export_model(model, head, batch_size=None), kept, r.labels, r.image_size, 32, *fitted)
+
+
+def _write_metrics(r: Run, name: str, y, probs, out, csv_path, unreadable: int, trust: dict) -> EvalResult:
     from train.report import metrics as M  # noqa: PLC0415
     from train.report import plots  # noqa: PLC0415
 
     labels = r.labels
-    metrics = M.evaluate_predictions(y, probs, labels)
+    metrics = {**M.evaluate_predictions(y, probs, labels), **trust}
     path = write_json(Path(out) if out else r.folder / f"eval-{name}.json", metrics)
     pngs = plots.confusion_matrices(metrics["confusion_matrix"], labels, r.folder / "plots",
                                     prefix=f"eval-{name}-confusion_matrix", title=name)
+    if metrics.get("calibration"):
+        pngs.append(plots.reliability_diagram(metrics["calibration"], r.folder / "plots" /
+                                              f"eval-{name}-reliability.png", title=name))
     return EvalResult(name, metrics["n"], metrics, path, tuple(pngs), csv_path, unreadable,
                       tuple(M.auc_skipped(y, labels)))
 

@@ -83,3 +83,22 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def reliability_diagram(figures: dict, path: Path, title: str = "") -> Path:
+    """Accuracy against confidence per bin, before and after temperature scaling (the diagonal is
+    perfect calibration); the ECE of each in the legend."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for key, ece_key, colour, name in (("reliability_uncalibrated", "ece_uncalibrated", "tab:red", "uncalibrated"),
+                                       ("reliability", "ece", "tab:blue", f"T = {figures['temperature']:.2f}")):
+        r = figures[key]
+        pts = [(c, a, n) for c, a, n in zip(r["confidence"], r["accuracy"], r["count"]) if n]
+        if pts:
+            conf, acc, n = map(np.asarray, zip(*pts))
+            ax.plot(conf, acc, marker="o", color=colour, label=f"{name}: ECE {figures[ece_key]:.3f}")
+            ax.scatter(conf, acc, s=10 + 90 * n / n.max(), color=colour, alpha=0.3)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top score)", ylabel="accuracy",
+           title=f"{title} reliability, {figures['reliability']['bins']} bins".strip())
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,68 @@
+"""Where the model looked: the predicted class's activation map laid over the image it saw.
+
+The maps come out of the model itself (its ``cam`` output, one map per class at the resolution of
+the last feature map, see models/README.md). The model sees the centre crop of a frame at its input
+aspect ratio, so the overlay covers that crop: the map is upsampled to it, scaled to 0..1 (its
+lowest value transparent blue, its highest opaque red) and blended over the pixels.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.ops.preprocess import center_crop
+from edge.util.atomic import write_bytes
+
+MAX_SIDE = 1024  # overlays are for looking at: a 4000 px photo is drawn at most this large
+
+
+def heatmap(cam: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The map scaled to 0..1 (a flat map is all zeros) and upsampled to width x height."""
+    cam = np.asarray(cam, np.float32)
+    lo, hi = float(cam.min()), float(cam.max())
+    unit = (cam - lo) / (hi - lo) if hi > lo else np.zeros_like(cam)
+    return np.clip(cv2.resize(unit, (width, height), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def overlay(rgb: np.ndarray, cam: np.ndarray, aspect: float, strength: float = 0.5) -> np.ndarray:
+    """The centre crop the model saw (at most MAX_SIDE px), with the map blended over it (RGB uint8)."""
+    crop = center_crop(rgb, aspect)
+    scale = min(1.0, MAX_SIDE / max(crop.shape[:2]))
+    if scale < 1.0:
+        crop = cv2.resize(crop, (round(crop.shape[1] * scale), round(crop.shape[0] * scale)),
+                          interpolation=cv2.INTER_AREA)
+    h, w = crop.shape[:2]
+    heat = heatmap(cam, w, h)
+    colour = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    weight = (strength * (0.25 + 0.75 * heat))[..., None]  # the hot parts show most
+    return (crop * (1 - weight) + colour * weight).astype(np.uint8)
+
+
+def peak(cam: np.ndarray) -> tuple[float, float]:
+    """Where the map is highest, as (x, y) fractions of the crop (0..1), for tests and logs."""
+    h, w = cam.shape
+    y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    return (x + 0.5) / w, (y + 0.5) / h
+
+
+def explanation_path(folder: Path, image: Path, taken: set[str]) -> Path:
+    """DIR/<image stem>.cam.png, numbered when two images share a stem."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(image).stem) or "image"
+    name, i = f"{stem}.cam.png", 1
+    while name in taken:
+        i += 1
+        name = f"{stem}-{i}.cam.png"
+    taken.add(name)
+    return Path(folder) / name
+
+
+def write_overlay(path: Path, rgb: np.ndarray, cam: np.ndarray, aspect: float) -> Path:
+    """Write the overlay PNG atomically (never a half-written file)."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(overlay(rgb, cam, aspect), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"cannot encode the overlay for {path.name}")
+    return write_bytes(path, png.tobytes())
