@@ -23,7 +23,7 @@ from helpers import MJPEGCamera, drain, notify_listener, write_video
 from edge.run.config import ConfigError, RunConfig, load_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
-JSONL_KEYS = {"timestamp", "frame", "status", "reasons", "label", "score", "top_k", "raw_top_k", "times_ms",
+JSONL_KEYS = {"timestamp", "frame", "status", "reasons", "label", "score", "ood_score", "top_k", "raw_top_k", "times_ms",
               "latency_ms", "fps", "quality", "disclaimer"}
 
 
