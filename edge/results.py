@@ -10,6 +10,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 
 from edge import DISCLAIMER
+from edge.ops.metrics import finite_or_none
 from edge.ops.postprocess import Prediction
 
 # status values
@@ -58,7 +59,7 @@ class FrameResult:
         return {
             **where, "timestamp": round(self.timestamp, 3), "frame": self.frame_index, "status": self.status,
             "reasons": list(self.reasons), "label": self.label,
-            "score": round(self.top[0].score, 4) if self.top else None, "ood_score": _rounded(self.ood_score),
+            "score": round(self.top[0].score, 4) if self.top else None, "ood_score": finite_or_none(self.ood_score, 4),
             "top_k": [p.as_dict() for p in self.top], "raw_top_k": [p.as_dict() for p in self.raw_top],
             "times_ms": {"capture": round(t.capture_ms, 3), "quality": round(t.quality_ms, 3),
                          "preprocess": round(t.preprocess_ms, 3), "invoke": round(t.invoke_ms, 3),
@@ -73,10 +74,6 @@ class FrameResult:
         """:meth:`as_dict` as one compact JSON line (no newline): a --jsonl line, an MQTT result.
         Computed once per result, however many outputs send it."""
         return json.dumps(self.as_dict(), ensure_ascii=False, separators=(",", ":"))
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 4)
 
 
 class Sink(Protocol):

@@ -14,6 +14,7 @@ from edge import DISCLAIMER
 from edge.errors import ImageError
 from edge.model.load import Model
 from edge.ops.image import load_image
+from edge.ops.metrics import finite_or_none
 from edge.ops.postprocess import Prediction
 from edge.ops.quality import (
     LOW_CONFIDENCE,
@@ -59,7 +60,7 @@ class FileResult:
         return {"image": str(self.path), "status": self.status, "reasons": list(self.reasons),
                 "label": self.label, "index": self.top[0].index if self.label else None,
                 "score": round(self.top[0].score, 6),
-                "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
+                "ood_score": finite_or_none(self.ood_score, 4),
                 "top_k": [p.as_dict() for p in self.top],
                 "quality": {k: round(float(v), 3) for k, v in self.quality.items()},
                 "time_ms": round(self.time_ms, 3), "disclaimer": DISCLAIMER}

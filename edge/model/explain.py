@@ -8,7 +8,6 @@ lowest value transparent blue, its highest opaque red) and blended over the pixe
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import cv2
@@ -16,6 +15,7 @@ import numpy as np
 
 from edge.ops.preprocess import center_crop
 from edge.util.atomic import write_bytes
+from edge.util.files import safe_name
 
 MAX_SIDE = 1024  # overlays are for looking at: a 4000 px photo is drawn at most this large
 
@@ -42,16 +42,9 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, aspect: float, strength: float = 0
     return (crop * (1 - weight) + colour * weight).astype(np.uint8)
 
 
-def peak(cam: np.ndarray) -> tuple[float, float]:
-    """Where the map is highest, as (x, y) fractions of the crop (0..1), for tests and logs."""
-    h, w = cam.shape
-    y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
-    return (x + 0.5) / w, (y + 0.5) / h
-
-
 def explanation_path(folder: Path, image: Path, taken: set[str]) -> Path:
     """DIR/<image stem>.cam.png, numbered when two images share a stem."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(image).stem) or "image"
+    stem = safe_name(Path(image).stem, "image")
     name, i = f"{stem}.cam.png", 1
     while name in taken:
         i += 1

@@ -8,6 +8,7 @@ bounded (a file that grows after the check is refused too).
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -44,3 +45,8 @@ def read_capped(path: str | Path, limit: int, what: str, error: type[EdgeError] 
     if len(data) > limit:
         raise error(f"{path}: grew past {limit / MB:,.0f} MB while being read.")
     return data
+
+
+def safe_name(text: str, fallback: str) -> str:
+    """``text`` as a file name: runs of anything but letters, digits, ``_ . -`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or fallback

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from edge.data.datasets import Record
+from edge.errors import BundleError
 from edge.model.bundle import OOD_FILE
 from edge.ops.calibration import check_temperature, softmax_rows
 from edge.ops.ood import OodModel, load_ood
@@ -22,7 +23,6 @@ from train.data.non_lesion import non_lesion_images
 from train.errors import TrainError
 from train.export.heads import export_model, find_head, logits_and_features
 from train.fit.inputs import Decoder, decoded, eval_batches
-from train.report import plots
 from train.report.trust import (
     Outputs,
     by_group,
@@ -86,8 +86,8 @@ def load_trust(folder: Path) -> tuple[float, OodModel] | None:
                 load_ood(Path(folder) / OOD_FILE, info["ood_threshold"]))
     except (ValueError, KeyError, TypeError) as e:
         raise TrainError(f"{path} is not valid ({e}); train the run again") from None
-    except Exception as e:  # BundleError from the checks: same one line
-        raise TrainError(f"{path}: {getattr(e, 'message', e)}; train the run again") from None
+    except BundleError as e:  # the temperature or ood.npz failed the checks edge applies to a bundle
+        raise TrainError(f"{path}: {e.message} Train the run again.") from None
 
 
 def assess(exported, records: Sequence[Record], labels: Sequence[str], hw: tuple[int, int], batch_size: int,
@@ -103,9 +103,3 @@ def assess(exported, records: Sequence[Record], labels: Sequence[str], hw: tuple
     return {"calibration": cal, "ece_uncalibrated": cal["ece_uncalibrated"], "ece": cal["ece"],
             "ood": oodf, "ood_auroc": oodf["auroc"],
             "by_group": by_group(test.y, probs, labels, [dict(r.meta) for r in kept])}
-
-
-def write_reliability(figures: dict, folder: Path, name: str) -> Path | None:
-    if not figures.get("calibration"):
-        return None
-    return plots.reliability_diagram(figures["calibration"], folder / f"{name}.png", title=name.split("-")[0])

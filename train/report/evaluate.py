@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.data.datasets import IMAGE_SUFFIXES, DatasetError, Record, read_split_csv
+from edge.util.files import safe_name
 from train.errors import TrainError
 from train.fit.run import dataset_roots, load, write_json
 
@@ -173,7 +173,7 @@ def _loose_images(folder: Path) -> list[Path]:
 
 
 def _name(folder: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", folder.resolve().name) or "data"
+    return safe_name(folder.resolve().name, "data")
 
 
 def write_isic_csv(path: Path, records: Sequence[Record], probs: np.ndarray, labels: Sequence[str]) -> Path:
