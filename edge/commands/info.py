@@ -65,7 +65,7 @@ def _render(r) -> None:  # noqa: ANN001
                                                          else "[red]MISMATCH[/red]")
             out.print(f"checksum {row['file']}: {state}")
     if r.bundle:
-        out.print("trust: " + ("calibrated scores, OOD score, activation maps" if not r.lacks else
-                               "this bundle has " + "; ".join(r.lacks) + ". Re-create it with `train quantize` "
-                               "for them"), markup=False)
+        lacks = "; ".join(x.rstrip(".") for x in r.lacks)
+        out.print("trust: " + (f"this bundle has {lacks}. Re-create it with `train quantize` for them" if lacks
+                               else "calibrated scores, OOD score, activation maps"), markup=False)
     out.print(f"on this device: {r.verdict}", markup=False)
