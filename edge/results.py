@@ -47,6 +47,7 @@ class FrameResult:
     quality: dict[str, float] = field(default_factory=dict)  # e.g. {"sharpness": .., "brightness": ..}
     image: str | None = None  # the still image's path (a folder run); None for a camera, video or stream
     ood_score: float | None = None  # how unfamiliar the frame is (edge.ops.ood); None without OOD data
+    cam: Any = field(default=None, repr=False, compare=False)  # its top class's activation map (live view, archive); never in JSON
 
     @property
     def label(self) -> str | None:

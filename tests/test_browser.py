@@ -272,3 +272,51 @@ def test_capture_button_and_the_review_page_by_keyboard(browser, model, tmp_path
     finally:
         live.close()
         desk.close()
+
+
+def test_where_it_looks_on_the_live_and_review_pages(browser, quantized, tmp_path):
+    """The button (and the m key) lays the activation map over the view and over a capture."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from edge.archive.desk import CaptureDesk
+    from edge.archive.store import Archive
+    from edge.results import OK, FrameResult
+
+    m = load_model(quantized["bundle"], device="cpu", threads=1)
+    aspect = m.spec.width / m.spec.height
+    frame = colour_image("red", hw=(240, 320))
+    c = m.classify(frame)
+    result = FrameResult(timestamp=time.time(), frame_index=1, status=OK, top=c.top, raw_top=c.top, fps=1.0,
+                         quality={"sharpness": 40.0}, cam=m.cam(c.top[0].index))
+    desk = CaptureDesk(Archive(tmp_path / "archive"), model={"name": "tiny"}, classes=m.labels, aspect=aspect)
+    info = {"name": "tiny", "archive": True, "explain": True, "classes": [{"code": x, "name": x} for x in m.labels]}
+    live = LiveServer("127.0.0.1", 0, token="map", desk=desk, model_info=info, aspect=aspect).start()
+    view_src = "return document.getElementById('view').src"
+    try:
+        live.publish(result, frame)
+        desk.publish(result, frame)
+        desk.capture()
+        browser.get("about:blank")
+        browser.get_log("browser")
+        browser.get(live.page_url)
+        wait_until(lambda: frame_shown(browser), timeout=10)
+        button = browser.find_element("id", "explain")
+        wait_until(button.is_displayed, timeout=5)
+        assert "overlay=1" not in browser.execute_script(view_src)
+        button.click()
+        wait_until(lambda: "overlay=1" in browser.execute_script(view_src) and frame_shown(browser), timeout=10)
+        assert button.get_attribute("aria-pressed") == "true"
+        ActionChains(browser).send_keys("m").perform()  # and off again by key
+        wait_until(lambda: "overlay=1" not in browser.execute_script(view_src), timeout=5)
+
+        browser.get(f"{live.url}review?token=map")
+        wait_until(lambda: text(browser, "d-id") == "capture #1", timeout=10)
+        picture = "const i = document.getElementById('picture'); return [i.src, i.complete && i.naturalWidth];"
+        ActionChains(browser).send_keys("m").perform()
+        wait_until(lambda: (lambda got: got[0].split("?")[0].endswith("/explain.jpg") and got[1] > 0)(
+            browser.execute_script(picture)), timeout=10)
+        assert browser.find_element("id", "explain").get_attribute("aria-pressed") == "true"
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        live.close()
+        desk.close()

@@ -117,3 +117,114 @@ def test_a_damaged_ood_file_is_one_line(bundle, colour_files):
     assert "ood.npz" in line
     with pytest.raises(BundleError):
         load_ood(bundle / "ood.npz", 1.0)
+
+
+# ---------------------------------------------------------------- the maps on the live and review pages
+
+
+def _patched_frame(colour: str = "red") -> np.ndarray:
+    """A grey 120x160 frame with a coloured patch left of centre, clear of the drawn text bands."""
+    frame = np.full((120, 160, 3), 128, np.uint8)
+    frame[35:85, 20:70] = colour_image(colour, (50, 50))
+    return frame
+
+
+def _heat_gain(plain: np.ndarray, mapped: np.ndarray, box: tuple[slice, slice]) -> float:
+    """How strongly the overlay covers a region: the map is blended 4x as strongly where it is hottest
+    as where it is coldest, so a hot region changes most."""
+    return float(np.abs(mapped[box].astype(float) - plain[box].astype(float)).sum(axis=-1).mean())
+
+
+def test_live_view_overlay_is_hot_on_the_patch_and_off_by_default(quantized):
+    import urllib.request
+
+    from edge.model.load import load_model
+    from edge.outputs.server import LiveServer
+    from edge.results import OK, FrameResult
+    from edge.run.pipeline import PipelineOptions, run_frames
+    from edge.sources.factory import make_source
+
+    m = load_model(quantized["bundle"], device="cpu")
+    frame = _patched_frame()
+    folder = quantized["base"] / "live-frames"
+    folder.mkdir(exist_ok=True)
+    cv2.imwrite(str(folder / "patch.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    with_maps = run_frames(m, make_source(str(folder)), options=PipelineOptions(realtime=False, explain=True))
+    without = run_frames(m, make_source(str(folder)), options=PipelineOptions(realtime=False))
+    r = with_maps.results[0]
+    assert r.raw_top[0].label == "red" and r.cam is not None and r.cam.shape == m.spec.cam.shape[1:3]
+    assert without.results[0].cam is None and "cam" not in json.loads(r.json_line)  # JSON does not grow
+
+    live = LiveServer("127.0.0.1", 0, aspect=m.spec.width / m.spec.height).start()
+    try:
+        live.publish(FrameResult(timestamp=r.timestamp, frame_index=0, status=OK, top=r.top, raw_top=r.raw_top,
+                                 cam=r.cam), frame)
+
+        def get(path: str) -> np.ndarray:
+            with urllib.request.urlopen(live.url + path, timeout=5) as resp:
+                assert resp.headers["Content-Type"] == "image/jpeg"
+                return cv2.imdecode(np.frombuffer(resp.read(), np.uint8), cv2.IMREAD_COLOR)
+
+        plain, mapped, off = get("snapshot.jpg"), get("snapshot.jpg?overlay=1"), get("snapshot.jpg?overlay=0")
+    finally:
+        live.close()
+    scale = plain.shape[1] / 160  # the view is drawn at least 480 px wide
+    patch = (slice(round(40 * scale), round(80 * scale)), slice(round(25 * scale), round(65 * scale)))
+    away = (slice(round(40 * scale), round(80 * scale)), slice(round(100 * scale), round(140 * scale)))
+    assert np.array_equal(plain, off)
+    assert _heat_gain(plain, mapped, patch) > 1.5 * _heat_gain(plain, mapped, away)
+
+
+def test_capture_keeps_its_map_and_serves_it(quantized, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from edge.archive.desk import CaptureDesk
+    from edge.archive.store import Archive
+    from edge.model.load import load_model
+    from edge.outputs.server import LiveServer
+    from edge.results import OK, FrameResult
+
+    m = load_model(quantized["bundle"], device="cpu")
+    aspect = m.spec.width / m.spec.height
+    desk = CaptureDesk(Archive(tmp_path / "archive"), model={"name": "tiny"}, classes=m.labels, aspect=aspect)
+    frame = _patched_frame()
+    c = m.classify(frame)
+    for cam in (m.cam(c.top[0].index), None):  # a capture with its map, then one from a model without maps
+        desk.publish(FrameResult(timestamp=0.0, frame_index=1, status=OK, top=c.top, raw_top=c.top, cam=cam,
+                                 quality={"sharpness": 50.0}), frame)
+        desk.capture()
+    live = LiveServer("127.0.0.1", 0, desk=desk, aspect=aspect).start()
+    try:
+        with urllib.request.urlopen(live.url + "api/captures", timeout=5) as resp:
+            listed = {x["id"]: x["explained"] for x in json.loads(resp.read())["captures"]}
+        with urllib.request.urlopen(live.url + "api/captures/1/explain.jpg", timeout=5) as resp:
+            picture = cv2.imdecode(np.frombuffer(resp.read(), np.uint8), cv2.IMREAD_COLOR)
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(live.url + "api/captures/2/explain.jpg", timeout=5)
+        body = json.loads(missing.value.read())
+    finally:
+        live.close()
+        desk.close()
+    assert listed == {1: True, 2: False}
+    assert missing.value.code == 404 and "has no activation map" in body["error"]
+    # the part the model saw (its aspect), hot where the patch is
+    from edge.ops.preprocess import center_crop
+
+    h, w = picture.shape[:2]
+    assert abs(w / h - aspect) < 0.02
+    plain = cv2.resize(cv2.cvtColor(np.ascontiguousarray(center_crop(frame, aspect)), cv2.COLOR_RGB2BGR), (w, h))
+    rows = slice(int(0.35 * h), int(0.65 * h))
+    patch, away = (rows, slice(int(0.15 * w), int(0.4 * w))), (rows, slice(int(0.65 * w), int(0.9 * w)))
+    assert _heat_gain(plain, picture, patch) > 1.5 * _heat_gain(plain, picture, away)
+
+
+def test_classify_archive_keeps_the_map(quantized, colour_files, tmp_path):
+    from edge.archive.store import Archive
+
+    r = runner.invoke(app, ["classify", str(colour_files["red"]), "--model", str(quantized["bundle"]),
+                            "--archive", str(tmp_path / "archive")])
+    assert r.exit_code == 0, r.output
+    with Archive(tmp_path / "archive", write=False) as archive:
+        cap = archive.get(1)
+        assert cap.extra["explained"] and cv2.imread(str(archive.root / cap.explanation)) is not None

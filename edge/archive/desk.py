@@ -17,10 +17,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 from edge.archive.review import ArchiveError, Review
 from edge.archive.store import Archive, Capture
+from edge.model.explain import overlay_jpeg
 from edge.ops.quality import LOW_CONFIDENCE, frame_problem
 from edge.results import OK, UNCERTAIN, FrameResult
 
@@ -44,10 +46,11 @@ class CaptureDesk:
 
     def __init__(self, archive: Archive, *, model: dict[str, Any], classes: Sequence[str],
                  names: dict[str, str] | None = None, threshold: float = 0.5, window_s: float = 1.0,
-                 max_frames: int = 16) -> None:
+                 max_frames: int = 16, aspect: float = 1.0) -> None:
         self.archive, self.model, self.classes = archive, model, tuple(classes)
         self.names = dict(names or {})
         self.threshold, self.window_s = threshold, window_s
+        self.aspect = aspect  # the model's input width / height: the crop its activation maps cover
         self._candidates: collections.deque[_Candidate] = collections.deque(maxlen=max_frames)
         self._lock = threading.Lock()
         self.stored = 0
@@ -94,7 +97,7 @@ class CaptureDesk:
         try:
             cap = self.archive.add(best.frame, source=source, status=UNCERTAIN if reasons else OK, reasons=reasons,
                                    top_k=[p.as_dict() for p in r.raw_top], quality=dict(r.quality),
-                                   model=self.model, frame=r.frame_index)
+                                   model=self.model, frame=r.frame_index, explanation=self._explanation(best))
         except ArchiveError:
             self.failed += 1
             raise
@@ -103,6 +106,16 @@ class CaptureDesk:
         log.info(f"capture {cap.id} stored: {cap.label or cap.status} ({cap.width}x{cap.height}, "
                  f"{cap.image_bytes // 1024} KB, {self.last_capture_ms:.0f} ms)")
         return cap
+
+    def _explanation(self, best: _Candidate) -> bytes | None:
+        """The frame with its top class's activation map over it (JPEG), when the run keeps maps."""
+        if best.result.cam is None or best.frame.ndim != 3 or best.frame.shape[2] != 3:
+            return None
+        try:
+            return overlay_jpeg(best.frame, best.result.cam, self.aspect)
+        except (OSError, ValueError, cv2.error) as e:  # the capture itself still counts
+            log.warning(f"capture: no activation map stored ({e})")
+            return None
 
     def review(self, capture_id: int, review: Review) -> Capture:
         return self.archive.review(capture_id, review)

@@ -2,7 +2,8 @@
 
 ``DIR/archive.sqlite3`` holds one row per capture: its result, the model that made it, its quality
 figures, and an expert's review (diagnosis, lesion id, note). ``DIR/images/<uid>.jpg`` holds the
-picture at full resolution and ``DIR/thumbs/<uid>.jpg`` a small copy for lists.
+picture at full resolution, ``DIR/thumbs/<uid>.jpg`` a small copy for lists and, when the model has
+activation maps, ``DIR/explain/<uid>.jpg`` the part the model saw with its top class's map over it.
 
 Crash safety: a capture's picture is written to a temporary name, flushed to disk and renamed
 before its row is committed (``synchronous=FULL``), so every row the archive shows has its
@@ -34,7 +35,7 @@ from edge.archive.review import ArchiveError, Review
 
 DB_FILE = "archive.sqlite3"
 LOCK_FILE = "archive.lock"
-IMAGES, THUMBS = "images", "thumbs"
+IMAGES, THUMBS, EXPLAIN = "images", "thumbs", "explain"
 SCHEMA_VERSION = 1
 JPEG_QUALITY = 95
 THUMB_WIDTH = 240
@@ -108,6 +109,10 @@ class Capture:
     def thumb(self) -> str:
         return f"{THUMBS}/{self.uid}.jpg"
 
+    @property
+    def explanation(self) -> str:
+        return f"{EXPLAIN}/{self.uid}.jpg"
+
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "uid": self.uid, "created": round(self.created, 3),
                 "created_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
@@ -144,9 +149,9 @@ class Archive:
             self.close()
             raise
         if write:
-            for d in (IMAGES, THUMBS):
+            for d in (IMAGES, THUMBS, EXPLAIN):
                 _makedirs(self.root / d)
-            for tmp in list(self.root.glob(f"{IMAGES}/.tmp-*")) + list(self.root.glob(f"{THUMBS}/.tmp-*")):
+            for tmp in [t for d in (IMAGES, THUMBS, EXPLAIN) for t in self.root.glob(f"{d}/.tmp-*")]:
                 tmp.unlink(missing_ok=True)  # a capture that was being written when the power went
 
     # ---------------------------------------------------------------- opening
@@ -219,8 +224,9 @@ class Archive:
     def add(self, rgb: np.ndarray | None = None, *, jpeg: bytes | None = None, source: str, status: str,
             reasons: Sequence[str] = (), top_k: Sequence[dict[str, Any]] = (), quality: dict[str, float] | None = None,
             model: dict[str, Any] | None = None, frame: int | None = None, original: str | None = None,
-            created: float | None = None) -> Capture:
-        """Store one picture (RGB pixels, or the bytes of a JPEG file as they are) with its result."""
+            created: float | None = None, explanation: bytes | None = None) -> Capture:
+        """Store one picture (RGB pixels, or the bytes of a JPEG file as they are) with its result;
+        ``explanation``: the JPEG of its activation-map overlay, kept next to it."""
         if not self.writable:
             raise ArchiveError(f"the archive {self.root} is open read-only")
         if jpeg is None:
@@ -231,6 +237,7 @@ class Archive:
         h, w = pixels.shape[:2]
         uid = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(created or time.time()))}-{secrets.token_hex(4)}"
         image, thumb = self.root / IMAGES / f"{uid}.jpg", self.root / THUMBS / f"{uid}.jpg"
+        explain_file = self.root / EXPLAIN / f"{uid}.jpg"
         ok = status == "ok"
         label = top_k[0]["label"] if ok and top_k else None
         score = float(top_k[0]["score"]) if top_k else None
@@ -241,6 +248,8 @@ class Archive:
         try:
             _write_durably(image, jpeg)
             _write_durably(thumb, encode_jpeg(_thumbnail(pixels), 80))
+            if explanation is not None:
+                _write_durably(explain_file, explanation)
             with self._lock:
                 if self._db is None:
                     raise ArchiveError(f"the archive {self.root} is closed")
@@ -249,13 +258,13 @@ class Archive:
                     "reasons, label, score, top_k, quality, model, frame) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
                 new_id = cur.lastrowid
         except OSError as e:
-            _remove(image, thumb)
+            _remove(image, thumb, explain_file)
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise self._full() from None
             raise ArchiveError(f"cannot store the capture in {self.root} ({e.strerror or e})",
                                "Check the folder's permissions and free space.") from None
         except sqlite3.Error as e:
-            _remove(image, thumb)
+            _remove(image, thumb, explain_file)
             if "full" in str(e).lower():  # SQLITE_FULL: "database or disk is full"
                 raise self._full() from None
             raise ArchiveError(f"cannot record the capture in {self.root / DB_FILE} ({e})") from None
@@ -291,7 +300,7 @@ class Archive:
 
     def get(self, capture_id: int) -> Capture | None:
         rows = self._query("SELECT * FROM captures WHERE id = ?", (capture_id,))
-        return _capture(rows[0]) if rows else None
+        return self._capture(rows[0]) if rows else None
 
     def list(self, *, offset: int = 0, limit: int = 50, reviewed: bool | None = None) -> tuple[list[Capture], int]:
         """Newest first: (one page of captures, how many there are in all)."""
@@ -299,12 +308,17 @@ class Archive:
         total = self._query(f"SELECT COUNT(*) FROM captures {where}")[0][0]  # noqa: S608 (fixed strings)
         rows = self._query(f"SELECT * FROM captures {where} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608
                            (int(limit), int(offset)))
-        return [_capture(r) for r in rows], int(total)
+        return [self._capture(r) for r in rows], int(total)
 
     def all(self) -> Iterator[Capture]:
         """Every capture, oldest first."""
         for row in self._query("SELECT * FROM captures ORDER BY id"):
-            yield _capture(row)
+            yield self._capture(row)
+
+    def _capture(self, row: sqlite3.Row) -> Capture:
+        cap = _capture(row)
+        cap.extra["explained"] = (self.root / cap.explanation).is_file()  # the review page's overlay
+        return cap
 
     def check(self) -> dict[str, int]:
         """How many captures, how many of their pictures are missing, how many pictures have no row."""

@@ -81,7 +81,8 @@ def classify(
     results, archived, unarchived, maps, taken = [], {}, 0, {}, set()
     try:
         for r in classify_files(m, images, k=top_k, threshold=threshold, quality=cfg.quality,
-                                keep=store is not None, explain=explain is not None):
+                                keep=store is not None,
+                                explain=explain is not None or (store is not None and m.spec.cam is not None)):
             results.append(r)
             if not r.ok:
                 typer.echo(f"error: {r.error}", err=True)
@@ -159,12 +160,14 @@ def _archive_one(store: "Archive", r: "FileResult", m: "Model") -> int | None:
     """Store one classified photo (a JPEG's own bytes; other formats re-encoded); its capture id,
     or None after one line saying why it was not stored."""
     from edge.archive.review import ArchiveError  # noqa: PLC0415
+    from edge.model.explain import overlay_jpeg  # noqa: PLC0415
 
     try:
         jpeg = r.path.read_bytes() if r.path.suffix.lower() in (".jpg", ".jpeg") else None
+        mapped = overlay_jpeg(r.rgb, r.cam, m.spec.width / m.spec.height) if r.cam is not None else None
         cap = store.add(r.rgb, jpeg=jpeg, source="classify", status=r.status, reasons=r.reasons,
                         top_k=[p.as_dict() for p in r.top], quality=r.quality, original=str(r.path),
-                        model=m.bundle.model_id)
+                        model=m.bundle.model_id, explanation=mapped)
     except ArchiveError as e:
         typer.echo(f"error: {r.path}: not archived: {e}", err=True)
         return None

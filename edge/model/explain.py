@@ -28,6 +28,15 @@ def heatmap(cam: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(cv2.resize(unit, (width, height), interpolation=cv2.INTER_CUBIC), 0, 1)
 
 
+def blend(rgb: np.ndarray, cam: np.ndarray, strength: float = 0.5) -> np.ndarray:
+    """The map upsampled to the image and blended over it (RGB uint8, same size)."""
+    h, w = rgb.shape[:2]
+    heat = heatmap(cam, w, h)
+    colour = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    weight = (strength * (0.25 + 0.75 * heat))[..., None]  # the hot parts show most
+    return (rgb * (1 - weight) + colour * weight).astype(np.uint8)
+
+
 def overlay(rgb: np.ndarray, cam: np.ndarray, aspect: float, strength: float = 0.5) -> np.ndarray:
     """The centre crop the model saw (at most MAX_SIDE px), with the map blended over it (RGB uint8)."""
     crop = center_crop(rgb, aspect)
@@ -35,11 +44,25 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, aspect: float, strength: float = 0
     if scale < 1.0:
         crop = cv2.resize(crop, (round(crop.shape[1] * scale), round(crop.shape[0] * scale)),
                           interpolation=cv2.INTER_AREA)
-    h, w = crop.shape[:2]
-    heat = heatmap(cam, w, h)
-    colour = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    weight = (strength * (0.25 + 0.75 * heat))[..., None]  # the hot parts show most
-    return (crop * (1 - weight) + colour * weight).astype(np.uint8)
+    return blend(crop, cam, strength)
+
+
+def overlay_frame(rgb: np.ndarray, cam: np.ndarray, aspect: float, strength: float = 0.5) -> np.ndarray:
+    """The whole frame (a copy) with the map blended over the centre crop the model saw, the rest
+    dimmed: the live view's picture keeps its size."""
+    out = (rgb * 0.6).astype(np.uint8)
+    region = center_crop(out, aspect)  # a view into out
+    region[:] = blend(center_crop(rgb, aspect), cam, strength)
+    return out
+
+
+def overlay_jpeg(rgb: np.ndarray, cam: np.ndarray, aspect: float, quality: int = 90) -> bytes:
+    """:func:`overlay` as JPEG bytes (the archive keeps one per capture)."""
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(overlay(rgb, cam, aspect), cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError("cannot encode the overlay as JPEG")
+    return jpeg.tobytes()
 
 
 def explanation_path(folder: Path, image: Path, taken: set[str]) -> Path:

@@ -1,5 +1,5 @@
 """The archive over HTTP: ``/api/captures`` (list, take one), ``/api/captures/{id}`` (read, review)
-and its pictures, answered for :class:`~edge.outputs.handler.Handler`.
+and its pictures (``image.jpg``, ``thumb.jpg``, ``explain.jpg``: where the model looked), answered for :class:`~edge.outputs.handler.Handler`.
 
 Writes (``POST``, ``PATCH``) take a JSON body (``Content-Type: application/json``, at most 64 KB):
 a page on another site cannot send that without a CORS preflight, which this server never grants,
@@ -24,7 +24,7 @@ log = logging.getLogger("edge.outputs.server")
 
 MAX_BODY = 65536
 PAGE_MAX = 200
-_ONE = re.compile(r"^/api/captures/(\d{1,12})(/image\.jpg|/thumb\.jpg)?$")
+_ONE = re.compile(r"^/api/captures/(\d{1,12})(/image\.jpg|/thumb\.jpg|/explain\.jpg)?$")
 
 
 def handles(route: str) -> bool:
@@ -83,7 +83,11 @@ def _one(h: Any, desk: Any, capture_id: int, part: str | None) -> None:
         return _error(h, 404, f"no capture {capture_id} in the archive", "List them with GET /api/captures.")
     if part is None:
         return h._json(200, cap.as_dict())
-    rel = cap.image if part == "/image.jpg" else cap.thumb
+    rel = {"/image.jpg": cap.image, "/thumb.jpg": cap.thumb}.get(part, cap.explanation)
+    if part == "/explain.jpg" and not cap.extra.get("explained"):
+        return _error(h, 404, f"capture {capture_id} has no activation map",
+                      "Only captures taken with a model that has activation maps (bundles from train quantize "
+                      "since they were added) have one.")
     try:
         data = (desk.archive.root / rel).read_bytes()
     except OSError:

@@ -178,8 +178,13 @@ class Handler(BaseHTTPRequestHandler):
     def _metrics(self) -> None:
         self._send(200, generate_latest(self.server.live.metrics.registry), CONTENT_TYPE_LATEST)
 
+    def _overlay(self) -> bool:
+        """?overlay=1: the picture with the activation map over it."""
+        flag = (parse_qs(urlsplit(self.path).query).get("overlay") or ["0"])[0].lower()
+        return flag in ("1", "true", "yes")
+
     def _snapshot(self) -> None:
-        got = self.server.live.jpeg()
+        got = self.server.live.jpeg(self._overlay())
         if got is None:
             return self._json(503, {"error": "no frame yet"})
         self._send(200, got[1], "image/jpeg")
@@ -196,19 +201,19 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(_PART_HEAD[2:])
-            self._stream_parts(live)
+            self._stream_parts(live, self._overlay())
         except OSError as e:  # the viewer went away or the server is closing
             log.debug("stream viewer left: %s", e)
         finally:
             live.remove_stream(self.connection)
             self.close_connection = True
 
-    def _stream_parts(self, live: Any) -> None:  # the LiveServer (which imports this module)
+    def _stream_parts(self, live: Any, overlay: bool) -> None:  # the LiveServer (which imports this module)
         seen = -1
         while not live.closing.is_set():
             if live.wait_new(seen, timeout=1.0) == seen:
                 continue
-            got = live.jpeg()
+            got = live.jpeg(overlay)
             if got is None or live.closing.is_set():
                 continue
             seen, jpeg = got

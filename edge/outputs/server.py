@@ -26,6 +26,7 @@ import numpy as np
 
 from edge import DISCLAIMER
 from edge.errors import ConfigError
+from edge.model.explain import overlay_frame
 from edge.outputs.annotate import annotate, drawable
 from edge.outputs.handler import HTTPServer
 from edge.outputs.telemetry import ServerMetrics
@@ -44,10 +45,11 @@ class LiveServer:
     def __init__(self, host: str, port: int, *, token: str | None = None,
                  stats: Callable[[], RunStats] | None = None, stale_after_s: float = 5.0,
                  max_stream_fps: float = 12.0, max_stream_clients: int = 8, jpeg_quality: int = 80,
-                 model_info: dict[str, Any] | None = None, desk: Any = None) -> None:
+                 model_info: dict[str, Any] | None = None, desk: Any = None, aspect: float | None = None) -> None:
         self.host, self.port, self.token = host, port, token or None
         self.model_info = model_info  # GET /api/model: what the page says runs
         self.desk = desk  # an edge.archive CaptureDesk: /api/captures and /review; None without --archive
+        self.aspect = aspect  # the model's input width / height: the crop its activation maps cover
         self.stale_after_s, self.jpeg_quality = stale_after_s, jpeg_quality
         self.max_stream_clients = max_stream_clients
         self._min_interval = 1.0 / max_stream_fps
@@ -59,7 +61,7 @@ class LiveServer:
         self._seq = 0
         self._last_good: float | None = None
         self._encode_lock = threading.Lock()
-        self._jpeg: tuple[int, float, bytes] | None = None  # (seq, monotonic time, bytes)
+        self._jpeg: dict[bool, tuple[int, float, bytes]] = {}  # overlay? -> (seq, monotonic time, bytes)
         self._streams: set[socket.socket] = set()
         self.counts = {"requests": 0, "unauthorized": 0, "not_found": 0, "jpeg_encoded": 0}
         self._count_lock = threading.Lock()
@@ -169,17 +171,21 @@ class LiveServer:
             self._cond.wait_for(lambda: self._seq != seen or self._closing.is_set(), timeout)
             return self._seq
 
-    def jpeg(self) -> tuple[int, bytes] | None:
-        """(seq, annotated JPEG) of the newest frame, re-encoded at most max_stream_fps times a second."""
+    def jpeg(self, overlay: bool = False) -> tuple[int, bytes] | None:
+        """(seq, annotated JPEG) of the newest frame, re-encoded at most max_stream_fps times a second;
+        ``overlay``: with the activation map of the frame's top class over the part the model saw
+        (the plain frame when the result has no map)."""
         with self._encode_lock:
             with self._cond:
                 seq, result, frame = self._seq, self._result, self._frame
-            cached = self._jpeg
+            cached = self._jpeg.get(overlay)
             if cached and (cached[0] == seq or time.monotonic() - cached[1] < self._min_interval):
                 return cached[0], cached[2]
             if frame is None:
                 return None
             try:
+                if overlay and self._mappable(result, frame):
+                    frame = overlay_frame(frame, result.cam, self.aspect)  # type: ignore[union-attr,arg-type]
                 image = annotate(frame, result)
                 ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             except cv2.error as e:
@@ -187,9 +193,14 @@ class LiveServer:
                 return (cached[0], cached[2]) if cached else None
             if not ok:
                 return (cached[0], cached[2]) if cached else None
-            self._jpeg = (seq, time.monotonic(), buf.tobytes())
+            self._jpeg[overlay] = (seq, time.monotonic(), buf.tobytes())
             self.count("jpeg_encoded")
-            return seq, self._jpeg[2]
+            return seq, self._jpeg[overlay][2]
+
+    def _mappable(self, result: FrameResult | None, frame: np.ndarray) -> bool:
+        """The result carries a map of this frame and the frame is RGB (not grey or RGBA)."""
+        return (result is not None and result.cam is not None and self.aspect is not None
+                and frame.ndim == 3 and frame.shape[2] == 3)
 
     def count(self, name: str) -> None:
         with self._count_lock:

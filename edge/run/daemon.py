@@ -89,7 +89,8 @@ def _open_server(cfg: RunConfig, stats: Callable[[], RunStats], model_info: dict
     from edge.outputs.server import LiveServer  # noqa: PLC0415
 
     host, port = cfg.listen  # type: ignore[misc]
-    return LiveServer(host, port, token=cfg.token, stats=stats, model_info=model_info, desk=desk).start()
+    return LiveServer(host, port, token=cfg.token, stats=stats, model_info=model_info, desk=desk,
+                      aspect=model_info.get("aspect")).start()
 
 
 def model_info(model: Any, cfg: RunConfig) -> dict[str, Any]:
@@ -97,7 +98,8 @@ def model_info(model: Any, cfg: RunConfig) -> dict[str, Any]:
     names = model.names
     return {**model.bundle.identity, "runtime": f"{model.runtime.name} {model.runtime.version}",
             "device": model.device, "classes": [{"code": c, "name": names.get(c, c)} for c in model.labels or ()],
-            "smoothing": cfg.smoothing, "threshold": cfg.threshold, "archive": cfg.archive is not None}
+            "smoothing": cfg.smoothing, "threshold": cfg.threshold, "archive": cfg.archive is not None,
+            "explain": model.spec.cam is not None, "aspect": model.spec.width / model.spec.height}
 
 
 def _open_desk(cfg: RunConfig, model: Any) -> Any:
@@ -106,7 +108,7 @@ def _open_desk(cfg: RunConfig, model: Any) -> Any:
 
     archive = Archive(cfg.archive)  # type: ignore[arg-type]
     desk = CaptureDesk(archive, model=model.bundle.model_id, classes=model.labels or (), names=model.names,
-                       threshold=cfg.threshold)
+                       threshold=cfg.threshold, aspect=model.spec.width / model.spec.height)
     n = archive.list(limit=1)[1]
     log.info(f"archive: {archive.root} ({n} capture{'s' if n != 1 else ''})")
     return desk
@@ -152,7 +154,8 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
         source.prefer_size((model.spec.width, model.spec.height))  # picamera2: the model's stream
     systemd = notifier or Notifier()
     # reconnect notices, logged by capture, also show in `systemctl status`
-    pipeline = Pipeline(model, source, (), options_from(cfg), on_notice=systemd.status)
+    explain = bool(cfg.http or cfg.archive) and model.spec.cam is not None  # the page's and the archive's maps
+    pipeline = Pipeline(model, source, (), replace(options_from(cfg), explain=explain), on_notice=systemd.status)
     pipeline.stats.info = replace(pipeline.stats.info, runtime=f"{model.runtime.name} {model.runtime.version}",
                                   threads=model.threads)
     notify = NotifySink(systemd, describe=lambda: _status(pipeline))

@@ -61,6 +61,7 @@ class PipelineOptions:
     duration: float | None = None  # stop after this many seconds
     realtime: bool = True  # video files at their frame rate (False: every frame, as fast as possible)
     reconnect: Reconnect = field(default_factory=Reconnect)
+    explain: bool = False  # keep each result's top-class activation map (for the live view and the archive)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class Pipeline:
         self._ood = getattr(model, "ood_check", None)
         spec = getattr(model, "spec", None)
         self._input_size = (spec.height, spec.width) if spec is not None else None
+        self._cam = getattr(model, "cam", None) if options.explain and getattr(spec, "cam", None) is not None else None
 
     def snapshot(self) -> RunStats:
         return self.stats.snapshot()
@@ -160,6 +162,7 @@ class Pipeline:
             reasons.append(LOW_CONFIDENCE)
         status = UNCERTAIN if reasons else OK
         self.smoother.note(status == OK)
+        cam = self._cam(raw_top[0].index) if self._cam is not None else None
         t4 = time.perf_counter()
         times = StageTimes(capture_ms=frame.capture_ms, quality_ms=prep.quality_ms,
                            preprocess_ms=prep.preprocess_ms, invoke_ms=(t3 - t2) * 1e3,
@@ -167,7 +170,8 @@ class Pipeline:
         return FrameResult(timestamp=time.time(), frame_index=frame.index, status=status,
                            reasons=tuple(reasons), top=top, raw_top=raw_top, times=times,
                            latency_ms=(t4 - frame.captured) * 1e3, fps=self.stats.fps(t4),
-                           quality=prep.quality.as_dict(), image=self._frame_name(frame.index), ood_score=ood)
+                           quality=prep.quality.as_dict(), image=self._frame_name(frame.index), ood_score=ood,
+                           cam=cam)
 
     def _error(self, frame: Frame, reason: str) -> FrameResult:
         self.smoother.note(False)

@@ -30,6 +30,7 @@
         : (t.description || t.data ? "trained on " + (t.description || t.data) : ""));
       setText("score-kind", m.smoothing < 1 ? "smoothed score" : "score");
       $("capture").hidden = !m.archive;
+      $("explain").hidden = !m.explain;
       $("review-link").hidden = !m.archive;
     } catch (e) { setTimeout(loadModel, 2000); }
   }
@@ -132,22 +133,39 @@
     setTimeout(pollStats, STATS_MS);
   }
 
+  let overlay = false;  // the activation map over the view (GET /stream.mjpg?overlay=1)
+  const streamPath = () => "/stream.mjpg" + (overlay ? "?overlay=1" : "");
+
   function startStream() {
     const img = $("view");
     img.onload = () => { $("view-note").hidden = true; };
     img.onerror = () => {
       $("view-note").hidden = false;
       setText("view-note", "camera view unavailable, retrying");
-      setTimeout(() => { img.src = withToken("/stream.mjpg?t=" + Date.now()); }, 2000);
+      setTimeout(() => { img.src = withToken(streamPath() + (overlay ? "&" : "?") + "t=" + Date.now()); }, 2000);
     };
-    img.src = withToken("/stream.mjpg");
+    img.src = withToken(streamPath());
+  }
+
+  function toggleExplain() {
+    const button = $("explain");
+    if (button.hidden) return;
+    overlay = !overlay;
+    button.setAttribute("aria-pressed", String(overlay));
+    button.classList.toggle("on", overlay);
+    $("view").alt = overlay ? "Camera view with the top class's activation map over the part the model sees"
+      : "Camera view with the current result drawn on it";
+    $("view").src = withToken(streamPath());
   }
 
   // the stream never finishes loading: start it after the page's load event so that event still fires
   if (document.readyState === "complete") startStream(); else window.addEventListener("load", startStream);
   $("capture").addEventListener("click", capture);
+  $("explain").addEventListener("click", toggleExplain);
   document.addEventListener("keydown", (e) => {
-    if (e.key === "c" && !e.ctrlKey && !e.metaKey && !e.altKey && !(e.target instanceof HTMLInputElement)) capture();
+    if (e.ctrlKey || e.metaKey || e.altKey || e.target instanceof HTMLInputElement) return;
+    if (e.key === "c") capture();
+    else if (e.key === "m") toggleExplain();
   });
   loadModel();
   poll();

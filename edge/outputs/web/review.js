@@ -7,7 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const PAGE = 50;
   const pct = (s) => (s == null ? "\u2013" : (100 * s).toFixed(1) + " %");
-  let classes = [], names = {}, captures = [], total = 0, current = -1;
+  let classes = [], names = {}, captures = [], total = 0, current = -1, overlay = false;
 
   const nameOf = (code) => (names[code] && names[code] !== code ? names[code] + " (" + code + ")" : code);
   const when = (c) => new Date(c.created * 1000).toLocaleString();
@@ -90,7 +90,7 @@
     const li = $("capture-" + c.id);
     if (li) { li.classList.add("current"); li.scrollIntoView({ block: "nearest" }); }
     $("detail").hidden = false;
-    $("picture").src = withToken("/api/captures/" + c.id + "/image.jpg");
+    showPicture(c);
     $("d-id").textContent = "capture #" + c.id;
     $("d-time").textContent = when(c) + " \u00b7 " + c.width + "\u00d7" + c.height + (c.original ? " \u00b7 " + c.original : "");
     $("d-status").className = "status " + c.status;
@@ -109,6 +109,23 @@
     $("note").value = c.note || "";
     $("saved").textContent = c.reviewed ? "reviewed " + new Date(c.reviewed * 1000).toLocaleString() : "";
     $("saved").className = "saved";
+  }
+
+  function showPicture(c) {
+    const mapped = overlay && c.explained;
+    $("explain").hidden = !c.explained;
+    $("explain-none").hidden = !!c.explained;
+    $("explain").setAttribute("aria-pressed", String(mapped));
+    $("explain").classList.toggle("on", mapped);
+    $("picture").alt = mapped ? "The part of the capture the model saw, with its top class's activation map over it"
+      : "The captured picture";
+    $("picture").src = withToken("/api/captures/" + c.id + (mapped ? "/explain.jpg" : "/image.jpg"));
+  }
+
+  function toggleExplain() {
+    if (current < 0 || !captures[current].explained) return;
+    overlay = !overlay;
+    showPicture(captures[current]);
   }
 
   async function save(event) {
@@ -145,11 +162,13 @@
     else if (e.key === "k" || e.key === "ArrowUp") { e.preventDefault(); show(current - 1); }
     else if (e.key === "l") { e.preventDefault(); $("lesion").focus(); }
     else if (e.key === "n") { e.preventDefault(); $("note").focus(); }
+    else if (e.key === "m") { e.preventDefault(); toggleExplain(); }
     else if (e.key === "0") { $("diagnosis").value = "unknown"; }
     else if (/^[1-9]$/.test(e.key) && Number(e.key) <= classes.length) { $("diagnosis").value = classes[Number(e.key) - 1]; }
   }
 
   $("form").addEventListener("submit", save);
+  $("explain").addEventListener("click", toggleExplain);
   $("filter").addEventListener("change", () => load(false));
   $("more").addEventListener("click", () => load(true));
   document.addEventListener("keydown", onKey);
