@@ -29,12 +29,17 @@ def heatmap(cam: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def blend(rgb: np.ndarray, cam: np.ndarray, strength: float = 0.5) -> np.ndarray:
-    """The map upsampled to the image and blended over it (RGB uint8, same size)."""
+    """The map upsampled to the image and blended over it (RGB uint8, same size). The colours and
+    weights are made at a quarter of the size (the map is smooth) and blended in uint8: about 1 ms
+    for a 480x480 crop."""
     h, w = rgb.shape[:2]
-    heat = heatmap(cam, w, h)
+    heat = heatmap(cam, max(1, w // 4), max(1, h // 4))
     colour = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    weight = (strength * (0.25 + 0.75 * heat))[..., None]  # the hot parts show most
-    return (rgb * (1 - weight) + colour * weight).astype(np.uint8)
+    weight = np.round(255 * strength * (0.25 + 0.75 * heat)).astype(np.uint8)  # the hot parts show most
+    colour = cv2.resize(colour, (w, h), interpolation=cv2.INTER_LINEAR)
+    weight = cv2.merge([cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)] * 3)
+    return cv2.add(cv2.multiply(np.ascontiguousarray(rgb), cv2.bitwise_not(weight), scale=1 / 255),
+                   cv2.multiply(colour, weight, scale=1 / 255))
 
 
 def overlay(rgb: np.ndarray, cam: np.ndarray, aspect: float, strength: float = 0.5) -> np.ndarray:
@@ -50,7 +55,7 @@ def overlay(rgb: np.ndarray, cam: np.ndarray, aspect: float, strength: float = 0
 def overlay_frame(rgb: np.ndarray, cam: np.ndarray, aspect: float, strength: float = 0.5) -> np.ndarray:
     """The whole frame (a copy) with the map blended over the centre crop the model saw, the rest
     dimmed: the live view's picture keeps its size."""
-    out = (rgb * 0.6).astype(np.uint8)
+    out = cv2.convertScaleAbs(rgb, alpha=0.6)
     region = center_crop(out, aspect)  # a view into out
     region[:] = blend(center_crop(rgb, aspect), cam, strength)
     return out

@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from edge.errors import ModelError
+from edge.model.tflite_check import check_model
 from edge.util.files import read_capped
 
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
@@ -199,6 +200,7 @@ def parse_tflite(data: bytes, path: Path | None = None) -> TFLiteFile:
     r = _Reader(data)
     try:
         root = r._unpack("<I", 0)
+        check_model(r, root, len(data), where)  # every index, size and shape, before native code
         names = builtin_op_names()
         codes = []
         for oc in r.tables(root, 1):
@@ -216,10 +218,6 @@ def parse_tflite(data: bytes, path: Path | None = None) -> TFLiteFile:
             is_custom = name == "CUSTOM"
             operators.append(OperatorInfo(op=custom if is_custom else name, custom=is_custom,
                                           inputs=r.ints(op, 1), outputs=r.ints(op, 2)))
-        for o in operators:
-            for i in (*o.inputs, *o.outputs):
-                if i >= len(tensors):
-                    raise IndexError(i)
         return TFLiteFile(path=path, size_bytes=len(data), tensors=tensors,
                           operators=tuple(operators), inputs=r.ints(sg, 1), outputs=r.ints(sg, 2),
                           num_subgraphs=len(subgraphs))

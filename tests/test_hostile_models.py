@@ -1,0 +1,156 @@
+"""Models that lie about their structure are refused by the pure-Python check (edge.model.tflite_check)
+before the native interpreter sees them: one line naming the defect, exit 1, never a crash."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.errors import ModelError
+from edge.model.tflite_file import parse_tflite, read_tflite
+
+
+def _mutant(src: Path, dest: Path, change) -> Path:
+    """Rewrite a model through the TFLite schema's object API with ``change(model)`` applied."""
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    model = fb.read_model(str(src))
+    change(model)
+    fb.write_model(model, str(dest))
+    return dest
+
+
+def _constant_input(m) -> None:
+    sg = m.subgraphs[0]
+    tensor = sg.tensors[sg.inputs[0]]
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buf = schema.BufferT()
+    buf.data = np.zeros(int(np.prod(tensor.shape)), np.uint8)
+    m.buffers.append(buf)
+    tensor.buffer = len(m.buffers) - 1
+
+
+def _weights_short(m) -> None:
+    for tensor in m.subgraphs[0].tensors:
+        data = m.buffers[tensor.buffer].data
+        if data is not None and len(data) > 16:
+            m.buffers[tensor.buffer].data = data[: len(data) // 2]
+            return
+
+
+def _huge_tensor(m) -> None:
+    sg = m.subgraphs[0]
+    sg.tensors[sg.operators[0].outputs[0]].shape = np.array([1, 40000, 40000, 8], np.int32)
+
+
+def _writes_constant(m) -> None:
+    sg = m.subgraphs[0]
+    weights = next(i for i, t in enumerate(sg.tensors) if m.buffers[t.buffer].data is not None)
+    sg.operators[-1].outputs = np.array([weights], np.int32)
+
+
+def _per_channel_mismatch(m) -> None:
+    for t in m.subgraphs[0].tensors:
+        q = t.quantization
+        if q is not None and q.scale is not None and len(q.scale) > 1:
+            q.quantizedDimension = 3 if q.quantizedDimension == 0 else 0
+            return
+    raise AssertionError("no per-channel tensor")
+
+
+MUTANTS = {
+    "constant input": (_constant_input, "input tensor 0 carries constant data"),
+    "tensor index past the end": (lambda m: setattr(m.subgraphs[0].operators[0], "inputs",
+                                                    np.array([0, 999, 1], np.int32)), "input 999 is not one of"),
+    "output index -1": (lambda m: setattr(m.subgraphs[0], "outputs", np.array([-1], np.int32)),
+                        "output -1 is not one of its"),
+    "operator code past the end": (lambda m: setattr(m.subgraphs[0].operators[0], "opcodeIndex", 77),
+                                   "uses operator code 77 of"),
+    "weights cut short": (_weights_short, "bytes of data where its shape"),
+    "a tensor of 12 GiB": (_huge_tensor, "its tensors need 11.9 GiB"),
+    "an operator writing into constant data": (_writes_constant, "which holds constant data"),
+    "buffer index past the end": (lambda m: setattr(m.subgraphs[0].tensors[2], "buffer", 4096), "uses buffer 4096"),
+    "negative dimension": (lambda m: setattr(m.subgraphs[0].tensors[3], "shape", np.array([1, -5, 3, 8], np.int32)),
+                           "has the shape [1, -5, 3, 8]"),
+    "per-channel quantization on the wrong axis": (_per_channel_mismatch, "per-channel quantization"),
+}
+
+
+@pytest.fixture(scope="module")
+def mutants(tflite_models, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("mutants")
+    return {name: _mutant(tflite_models["uint8"], folder / f"{i}.tflite", change)
+            for i, (name, (change, _)) in enumerate(MUTANTS.items())}
+
+
+@pytest.mark.parametrize("name", list(MUTANTS))
+def test_a_lying_model_is_refused_by_name(mutants, name):
+    with pytest.raises(ModelError) as e:
+        read_tflite(mutants[name])
+    line = str(e.value)
+    assert MUTANTS[name][1] in line and "malformed" in line and "\n" not in line
+
+
+@pytest.fixture()
+def lying_bundle(bundle) -> Path:
+    """The quantized bundle with an input tensor given constant data, its checksum recomputed to
+    match (a checksum is not authentication)."""
+    import json
+
+    from edge.model.bundle import file_entry
+
+    model = bundle / "model.tflite"
+    shutil.copyfile(_mutant(model, bundle / "lying.tflite", _constant_input), model)
+    (bundle / "lying.tflite").unlink()
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["files"]["model.tflite"] = file_entry(model)
+    (bundle / "model.json").write_text(json.dumps(meta))
+    return bundle
+
+
+@pytest.mark.parametrize("command", [["info", "MODEL"], ["info", "BUNDLE"], ["classify", "IMAGE", "--model", "MODEL"],
+                                     ["classify", "IMAGE", "--model", "BUNDLE"], ["verify", "--model", "BUNDLE"],
+                                     ["benchmark", "--runs", "5", "--model", "MODEL"],
+                                     ["run", "--source", "IMAGE", "--model", "BUNDLE"]])
+def test_every_command_refuses_it_in_one_line_without_crashing(mutants, lying_bundle, colour_files, command):
+    """In a child process: a native crash would be exit -11 there, not a failed assertion here."""
+    where = {"IMAGE": str(colour_files["red"]), "MODEL": str(mutants["constant input"]), "BUNDLE": str(lying_bundle)}
+    args = [where.get(a, a) for a in command]
+    done = subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=120)
+    errors = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert len(errors) == 1 and "carries constant data" in errors[0] and "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_real_models_pass_the_check(tflite_models, quantized):
+    for path in (*tflite_models.values(), *sorted(quantized["bundle"].glob("*.tflite"))):
+        assert read_tflite(path).tensors
+
+
+def test_random_damage_is_a_model_error_or_a_well_formed_model(tflite_models):
+    """Bytes flipped anywhere: the reader answers ModelError or a model whose every index is in range,
+    never another exception (IndexError, struct.error, RecursionError...)."""
+    data = bytearray(tflite_models["uint8"].read_bytes())
+    rng = np.random.default_rng(0)
+    outcomes = {"refused": 0, "accepted": 0}
+    for _ in range(400):
+        mutant = bytearray(data)
+        for pos in rng.integers(0, len(data), rng.integers(1, 6)):
+            mutant[pos] = int(rng.integers(0, 256))
+        try:
+            graph = parse_tflite(bytes(mutant))
+        except ModelError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["accepted"] += 1
+        for op in graph.operators:
+            assert all(-1 <= i < len(graph.tensors) for i in op.inputs)
+            assert all(0 <= i < len(graph.tensors) for i in op.outputs)
+        assert all(0 <= i < len(graph.tensors) for i in (*graph.inputs, *graph.outputs))
+    assert outcomes["refused"] > 20 and outcomes["accepted"] > 20, outcomes
