@@ -46,8 +46,10 @@ def _training_set(n_per_class: int = 24):
 
 @pytest.fixture(autouse=True)
 def _state_directory(tmp_path_factory, monkeypatch):
-    """Records such as the fastest variant go to a folder of the test's own (edge.model.variants)."""
+    """Records such as the fastest variant go to a folder of the test's own (edge.model.variants), and
+    no signing key this machine trusts (/etc/skin-edge/trusted-keys) applies unless a test sets one."""
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.setenv("SKIN_EDGE_TRUSTED_KEYS_DIR", "")
 
 
 @pytest.fixture(scope="session")

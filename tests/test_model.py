@@ -81,7 +81,7 @@ def test_bundle_meta_describes_the_model(bundle_dir):
     assert meta["input"]["dtype"] == "uint8" and meta["input"]["color_order"] == "RGB"
     assert meta["input"]["quantization"] == {"scale": 1.0, "zero_point": 0}
     assert meta["num_classes"] == len(LABELS) and meta["labels"] == list(LABELS)
-    assert set(meta["files"]) == {"model.tflite", "model_float.tflite"}
+    assert set(meta["files"]) == {"model.tflite", "model_float.tflite", "labels.txt"}  # every file
     assert len(meta["files"]["model.tflite"]["sha256"]) == 64
 
 

@@ -517,3 +517,37 @@ def test_frames_prepared_by_either_thread_give_the_same_results(bundle_dir, vide
         runs.append([(r.frame_index, r.status, r.reasons, [(p.label, p.score) for p in r.top], r.quality)
                      for r in summary.results])
     assert runs[0] == runs[1] and len(runs[0]) == 12
+
+
+def test_a_truncated_video_ends_the_run_with_an_error_and_keeps_every_result(bundle_dir, tmp_path):
+    """An AVI cut in half: its header announces every frame, half can be read. The run says so in one
+    line and exits 1 (no longer 'end of source' with exit 0), and each frame read has its JSON line."""
+    import json
+
+    from helpers import one_line_error
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    full = tmp_path / "full.avi"
+    writer = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 15, (160, 120))
+    for i in range(60):
+        writer.write(cv2.cvtColor(colour_image("red", seed=i), cv2.COLOR_RGB2BGR))
+    writer.release()
+    data = full.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    src = VideoFileSource(cut)
+    src.open()
+    assert src.frame_count == 60
+    src.close()
+    results = tmp_path / "results.jsonl"
+    r = CliRunner().invoke(app, ["run", "--model", str(bundle_dir), "--source", str(cut), "--no-realtime",
+                                 "--quiet", "--jsonl", str(results)])
+    line = one_line_error(r)
+    assert "ends after" in line and "of the 60 frames" in line and "truncated" in line
+    read = int(line.split("ends after ")[1].split()[0])
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    assert 10 < read < 60 and len(rows) == read and rows[-1]["frame"] == read - 1
+    ok = CliRunner().invoke(app, ["run", "--model", str(bundle_dir), "--source", str(full), "--no-realtime", "--quiet"])
+    assert ok.exit_code == 0, ok.output

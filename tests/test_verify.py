@@ -23,13 +23,14 @@ def verify_cli(*args):
 
 def rewrite_golden_outputs(bundle: Path, change) -> None:  # noqa: ANN001
     """Change the stored outputs and record the new checksum, as a bundle from another runtime would be."""
-    from edge.model.bundle import sha256_file
+    from edge.model.bundle import file_entry, sha256_file
 
     path = bundle / "golden_outputs.npy"
     outputs = np.load(path)
     np.save(path, change(outputs.copy()), allow_pickle=False)
     meta = json.loads((bundle / "model.json").read_text())
     meta["golden"]["outputs"]["sha256"] = sha256_file(path)
+    meta["files"]["golden_outputs.npy"] = file_entry(path)  # listed with every other file
     (bundle / "model.json").write_text(json.dumps(meta))
 
 

@@ -21,7 +21,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-COMMANDS = ("sample_data", "fit", "evaluate", "quantize", "compile_edgetpu")
+COMMANDS = ("sample_data", "fit", "evaluate", "quantize", "compile_edgetpu", "sign")
 
 for _name in COMMANDS:
     importlib.import_module(f"train.commands.{_name}").register(app)

@@ -68,11 +68,12 @@ def classify(
     from edge import DISCLAIMER  # noqa: PLC0415
     from edge.model.classify import classify_files  # noqa: PLC0415
     from edge.model.load import load_model  # noqa: PLC0415
-    from edge.run.config import load_config  # noqa: PLC0415
+    from edge.run.config import load_config, trusted_keys_of  # noqa: PLC0415
 
     cfg = load_config(config)  # the daemon's gate: the same limits for a photo as for a camera frame
     threshold = cfg.threshold if threshold is None else threshold
-    m = load_model(model, device=device, threads=threads, labels=labels, variant=variant or cfg.variant)
+    m = load_model(model, device=device, threads=threads, labels=labels, variant=variant or cfg.variant,
+                   trusted=trusted_keys_of(cfg))
     for line in m.notes:
         note(line)
     if explain is not None:

@@ -68,4 +68,6 @@ def _render(r) -> None:  # noqa: ANN001
         lacks = "; ".join(x.rstrip(".") for x in r.lacks)
         out.print("trust: " + (f"this bundle has {lacks}. Re-create it with `train quantize` for them" if lacks
                                else "calibrated scores, OOD score, activation maps"), markup=False)
+    if r.bundle:
+        out.print(f"signature: {r.signature}", markup=False)
     out.print(f"on this device: {r.verdict}", markup=False)

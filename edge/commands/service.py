@@ -29,11 +29,17 @@ def install_service(
     config: ConfigPathOpt = Path("/etc/skin-edge/edge.toml"),
     root: RootOpt = Path("/"),
     dry_run: DryRunFlag = False,
+    trust: Annotated[list[Path] | None, typer.Option(
+        "--trust", metavar="PUBKEY", dir_okay=False, show_default=False,
+        help="Trust this public key (a .pub file from `train keygen`): it goes to "
+             "/etc/skin-edge/trusted-keys/, and from then on only bundles signed by a trusted key run "
+             "(repeat for several).")] = None,
 ) -> None:
-    """Install the systemd unit, Coral udev rules, config, service user and (optionally) a model."""
+    """Install the systemd unit, Coral udev rules, config, service user and (optionally) a model
+    and trusted signing keys."""
     from edge.device.service import install_service as install  # noqa: PLC0415
 
-    _render(install(root=root, config=config, model=model, dry_run=dry_run))
+    _render(install(root=root, config=config, model=model, dry_run=dry_run, trust=tuple(trust or ())))
 
 
 @handles_errors

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from edge.commands._common import (
@@ -22,12 +25,19 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def verify(model: ModelOpt, device: DeviceOpt = "auto", threads: ThreadsOpt = None, json_out: JsonFlag = False,
-           variant: VariantOpt = None) -> None:
+           variant: VariantOpt = None,
+           config: Annotated[Path | None, typer.Option(
+               "--config", dir_okay=False, show_default=False,
+               help="edge run's TOML config, for its trusted_keys [default: /etc/skin-edge/edge.toml when "
+                    "it exists].")] = None) -> None:
     """Check checksums and that this runtime/delegate reproduces the golden outputs (exit 1 if not);
-    --variant checks another of the bundle's files against the same golden outputs."""
+    --variant checks another of the bundle's files against the same golden outputs. With trusted keys
+    (the config's trusted_keys, /etc/skin-edge/trusted-keys/) the bundle must be signed by one."""
     from edge.model.verify import verify_bundle  # noqa: PLC0415
+    from edge.run.config import load_config, trusted_keys_of  # noqa: PLC0415
 
-    report = verify_bundle(model, device=device, threads=threads, variant=variant)
+    report = verify_bundle(model, device=device, threads=threads, variant=variant,
+                           trusted=trusted_keys_of(load_config(config)))
     for line in report.notes:
         note(line)
     if json_out:

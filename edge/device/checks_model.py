@@ -41,7 +41,17 @@ def check_model(model: Path | None, why: str = "no model given") -> Check:
     if bad:
         return Check("model", FAIL, f"bundle {bundle.root}: {', '.join(bad)}",
                      copy_again(bundle.root), data)
-    return Check("model", PASS, f"bundle {bundle.name}: {len(rows)} file(s), checksums match", data=data)
+    from edge.model.signing import check_trusted, describe, trusted_keys  # noqa: PLC0415
+
+    try:
+        keys = trusted_keys()
+        signature = describe(bundle.root, keys)
+        check_trusted(bundle.root, keys, str(model))
+    except EdgeError as e:
+        return Check("model", FAIL, f"bundle {bundle.name}: {e.message}", e.hint or copy_again(bundle.root),
+                     {**data, "signature": "refused"})
+    return Check("model", PASS, f"bundle {bundle.name}: {len(rows)} file(s), checksums match, {signature}",
+                 data={**data, "signature": signature})
 
 
 def check_smoke(model: Path | None, device: str, frame: Any = None) -> Check:

@@ -15,12 +15,20 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from edge.device.steps import (
+    CURRENT,
+    MODELS_DIR,
+    STATE_DIR,
+    Step,
+    _in_root,
+    _mkdir,
+    _write,
+)
 from edge.errors import EdgeError
-from edge.util import atomic
 
 SERVICE = "skin-edge"
 UNIT_FILE = f"{SERVICE}.service"
@@ -29,28 +37,11 @@ CONFIG_TEMPLATE = "edge.toml"
 USER = SERVICE
 DEVICE_GROUPS = ("video", "plugdev", "apex")  # camera, USB Accelerator, PCIe/M.2 Coral
 DEFAULT_CONFIG = Path("/etc/skin-edge/edge.toml")
-STATE_DIR = Path("/var/lib/skin-edge")
 LOGS_DIR = Path("/var/log/skin-edge")
-MODELS_DIR = STATE_DIR / "models"
-CURRENT = MODELS_DIR / "current"
 UNIT_DIR = Path("/etc/systemd/system")
 RULES_DIR = Path("/etc/udev/rules.d")
 DEPLOY = Path(__file__).parent / "deploy"
 HIDDEN_BY_PROTECT_HOME = (Path("/home"), Path("/root"), Path("/run/user"))
-
-
-@dataclass(frozen=True)
-class Step:
-    """One thing the installer does. ``apply`` is None for a step that only reports."""
-
-    action: str  # write, keep, mkdir, copy, link, run, remove, skip
-    target: str
-    detail: str = ""
-    apply: Callable[[], None] | None = field(default=None, compare=False, repr=False)
-
-    def describe(self, dry_run: bool) -> str:
-        verb = f"would {self.action}" if dry_run and self.apply else self.action
-        return f"{verb} {self.target}" + (f"  ({self.detail})" if self.detail else "")
 
 
 @dataclass(frozen=True)
@@ -117,10 +108,6 @@ def render_config(model: Path = CURRENT) -> str:
     line = f'model = "{model}"'
     new, n = re.subn(r'(?m)^#?\s*model\s*=.*$', line, text, count=1)
     return new if n else f"{line}\n{text}"
-
-
-def _in_root(root: Path, path: Path) -> Path:
-    return root / path.relative_to("/")
 
 
 def _read_db(path: Path) -> dict[str, list[str]]:
@@ -199,21 +186,6 @@ def _run(argv: list[str]) -> Callable[[], None]:
     return apply
 
 
-def _write(path: Path, text: str, mode: int = 0o644, group: Callable[[], int | None] = lambda: None
-           ) -> Callable[[], None]:
-    """Write atomically; ``group`` is asked when applying (the user may be created by an earlier step)."""
-    def apply() -> None:
-        atomic.write_text(path, text, mode=mode, gid=group())
-    return apply
-
-
-def _mkdir(path: Path, mode: int) -> Callable[[], None]:
-    def apply() -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, mode)
-    return apply
-
-
 def _user_steps(root: Path, groups: tuple[str, ...]) -> list[Step]:
     if root != Path("/") and not _image_root(root):
         return [Step("skip", f"user {USER}", f"{root} has no /etc/passwd: create the user on the device")]
@@ -230,42 +202,6 @@ def _user_steps(root: Path, groups: tuple[str, ...]) -> list[Step]:
         return [Step("keep", f"user {USER}", f"already in {', '.join(groups) or 'no device groups'}")]
     argv = ["usermod", *prefix, "--append", "--groups", ",".join(missing), USER]
     return [Step("run", shlex.join(argv), apply=_run(argv))]
-
-
-def _bundle_steps(root: Path, model: Path) -> list[Step]:
-    from edge.model.bundle import MODEL_FILE, verify_bundle_files  # noqa: PLC0415
-
-    # models/current: the folder it points at; every file it lists is checked, not only model.tflite
-    bundle = verify_bundle_files(model.resolve())
-    sha = (bundle.meta.get("files", {}).get(MODEL_FILE) or {}).get("sha256", "")[:12]
-    name = bundle.root.name if not sha or bundle.root.name.endswith(f"-{sha}") else f"{bundle.root.name}-{sha}"
-    models = _in_root(root, MODELS_DIR)
-    dest = models / name
-    steps = []
-    if dest.is_dir():
-        steps.append(Step("keep", str(dest), "this bundle is already installed"))
-    else:
-        steps.append(Step("copy", f"{bundle.root} -> {dest}", apply=lambda: _copy_bundle(bundle.root, dest)))
-    steps.append(Step("link", f"{_in_root(root, CURRENT)} -> {name}",
-                      apply=lambda: switch_current(models, name)))
-    return steps
-
-
-def _copy_bundle(src: Path, dest: Path) -> None:
-    """Copy into a temporary folder next to ``dest``, check the copy, then rename (atomic)."""
-    from edge.model.bundle import verify_bundle_files  # noqa: PLC0415
-
-    with atomic.atomic_folder(dest) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-        verify_bundle_files(tmp)
-
-
-def switch_current(models: Path, name: str) -> None:
-    """Point ``models/current`` at ``models/<name>`` atomically (a new link renamed over the old)."""
-    tmp = models / ".current.tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(name)
-    os.replace(tmp, models / "current")
 
 
 def _chown_state(root: Path) -> Callable[[], None]:
@@ -298,7 +234,7 @@ def _needs_root(root: Path, dry_run: bool, command: str) -> None:
 
 
 def install_service(*, root: Path = Path("/"), config: Path = DEFAULT_CONFIG, model: Path | None = None,
-                    dry_run: bool = False) -> Report:
+                    dry_run: bool = False, trust: tuple[Path, ...] = ()) -> Report:
     """Plan the installation and, unless ``dry_run``, carry it out."""
     root = root.resolve()  # "/", "//" and "/tmp/.." are all the running system
     check_config_path(config)
@@ -329,8 +265,12 @@ def install_service(*, root: Path = Path("/"), config: Path = DEFAULT_CONFIG, mo
         steps.append(Step("write", str(config_path), f"model = {CURRENT}; mode 0640, group {USER}",
                           _write(config_path, render_config(), 0o640, lambda: _group_id(root, USER))))
     steps.append(Step("mkdir", str(_in_root(root, MODELS_DIR)), apply=_mkdir(_in_root(root, MODELS_DIR), 0o755)))
+    from edge.device.install_bundle import bundle_steps, device_keys, trust_steps  # noqa: PLC0415
+
+    added, new_keys = trust_steps(root, list(trust))
+    steps += added
     if model is not None:
-        steps += _bundle_steps(root, model)
+        steps += bundle_steps(root, model, device_keys(root, config, new_keys))
     if root == Path("/"):
         steps.append(Step("chown", f"{STATE_DIR} -> {USER}", apply=_chown_state(root)))
     warnings = [f"{h}, which the service cannot see (ProtectHome=yes): the unit will not start" for h in hidden]

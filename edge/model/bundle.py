@@ -153,22 +153,32 @@ def write_labels(path: Path, labels: list[str] | tuple[str, ...]) -> None:
     Path(path).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
 
 
-def checksum_report(bundle: Bundle) -> list[dict[str, Any]]:
-    """For each file model.json lists: expected vs actual SHA-256 (actual None when missing)."""
+def checksum_report(bundle: Bundle, only: Path | None = None) -> list[dict[str, Any]]:
+    """For each file model.json lists (or just ``only``): expected vs actual SHA-256 (actual None
+    when missing). A symbolic link is never followed: its row says so."""
     report = []
     for name, entry in (bundle.meta.get("files") or {}).items():
+        if only is not None and name != only.name:
+            continue
         path = bundle.root / name
-        actual = sha256_file(path) if path.is_file() else None
-        report.append({"file": name, "expected": entry.get("sha256"), "actual": actual,
+        link = path.is_symlink()
+        actual = sha256_file(path) if path.is_file() and not link else None
+        report.append({"file": name, "expected": entry.get("sha256"), "actual": actual, "symlink": link,
                        "ok": actual is not None and actual == entry.get("sha256")})
     return report
 
 
 def verify_checksums(bundle: Bundle, only: Path | None = None) -> None:
-    """Raise BundleError when a listed file is missing or its SHA-256 differs."""
-    for row in checksum_report(bundle):
-        if only is not None and row["file"] != only.name:
-            continue
+    """Raise BundleError when a listed file is missing, a link, or its SHA-256 differs; or when
+    ``only`` is not listed at all (a file no checksum covers is never loaded from a bundle)."""
+    files = bundle.meta.get("files") or {}
+    if only is not None and only.name not in files:
+        raise BundleError(f"{bundle.root / META_FILE} does not list {only.name}: no checksum covers it.",
+                          "Re-create the bundle with `train quantize`, or add the file with its checksum.")
+    for row in checksum_report(bundle, only):
+        if row["symlink"]:
+            raise BundleError(f"{bundle.root / row['file']} is a symbolic link: bundle files must be plain "
+                              "files (links are never followed).", "Copy the bundle again without links.")
         if row["actual"] is None:
             raise BundleError(f"Bundle {bundle.root} lists {row['file']} but it is missing.",
                               "Copy the whole bundle folder again.")
@@ -204,6 +214,9 @@ def _read_meta(root: Path) -> dict[str, Any]:
     if not well_formed:
         raise BundleError(f"{path}: 'files' must map plain file names in the bundle to {{\"sha256\": ...}}.",
                           "Copy the bundle again.")
+    if not files:
+        raise BundleError(f"{path} lists no files, so nothing in the bundle could be checked.",
+                          "Re-create the bundle with `train quantize`.")
     return meta
 
 
@@ -319,7 +332,7 @@ def write_bundle(out: str | Path, *, model: Path, labels: list[str] | tuple[str,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "labels": list(labels), "num_classes": len(labels), "display_names": display_names(labels),
             **describe_model(tmp / MODEL_FILE, activation),
-            "files": {n: file_entry(tmp / n) for n in (*VARIANTS.values(), OOD_FILE) if (tmp / n).is_file()},
+            "files": {p.name: file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()},  # every file
         }
         for key, value in (extra or {}).items():
             meta[key] = value
@@ -335,3 +348,4 @@ def add_file(bundle_root: Path, name: str, src: Path, meta_updates: dict[str, An
     meta.setdefault("files", {})[name] = file_entry(root / name)
     meta.update(meta_updates or {})
     write_text(root / META_FILE, json.dumps(meta, indent=2) + "\n")
+    (root / "model.sig").unlink(missing_ok=True)  # it signed the old model.json: sign the bundle again

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge.backends.runtime import Runtime, get_runtime
-from edge.errors import BundleError, ModelError
+from edge.errors import BundleError, EdgeError, ModelError
 from edge.model.bundle import checksum_report, open_bundle
 from edge.model.load import make_interpreter
 from edge.model.spec import ModelSpec
@@ -44,6 +44,7 @@ class ModelInfo:
     classifier: bool | None = None  # an image classifier `edge classify` / `edge run` can use
     labels_fit: bool = True  # False: the labels given (or the bundle's) do not match the classifier's outputs
     lacks: tuple[str, ...] = ()  # what an older bundle does not carry (calibration, OOD data, maps)
+    signature: str = "unsigned"  # signed or not, by which key, trusted here or not (edge.model.signing)
 
     @property
     def checksums_ok(self) -> bool | None:
@@ -57,7 +58,7 @@ class ModelInfo:
             "mac_count": self.mac_count, "labels": list(self.labels) if self.labels else None,
             "bundle": self.bundle, "checksums": self.checksums, "checksums_ok": self.checksums_ok,
             "loads_on_cpu": self.loads, "load_error": self.load_error, "image_classifier": self.classifier,
-            "verdict": self.verdict, "lacks": list(self.lacks),
+            "verdict": self.verdict, "lacks": list(self.lacks), "signature": self.signature,
         }
 
 
@@ -112,7 +113,17 @@ def inspect_model(path: str | Path, *, labels: str | Path | None = None) -> Mode
         bundle=str(bundle.root) if bundle.root else None, verdict=verdict.text,
         checksums=checksum_report(bundle) if bundle.root else [], loads=verdict.loads, load_error=verdict.error,
         classifier=verdict.classifier, labels_fit=verdict.labels_fit, lacks=_lacks(bundle),
+        signature=_signature(bundle.root),
     )
+
+
+def _signature(root: Path | None) -> str:
+    from edge.model.signing import describe, trusted_keys  # noqa: PLC0415
+
+    try:
+        return describe(root, trusted_keys())
+    except EdgeError as e:  # an unreadable key or signature: say so, `edge run` refuses it
+        return e.message
 
 
 def _lacks(bundle) -> tuple[str, ...]:  # noqa: ANN001

@@ -14,6 +14,7 @@ from edge.backends.devices import default_threads, parse_device
 from edge.backends.runtime import Runtime, get_runtime
 from edge.errors import BundleError, ConfigError, DelegateError, ModelError, first_line
 from edge.model.bundle import (
+    LABELS_FILE,
     OOD_FILE,
     VARIANTS,
     Bundle,
@@ -21,6 +22,7 @@ from edge.model.bundle import (
     variant_of,
     verify_checksums,
 )
+from edge.model.signing import PublicKey, check_trusted
 from edge.model.spec import ModelSpec
 from edge.model.tflite_file import TFLiteFile, read_tflite
 from edge.model.variants import (
@@ -183,16 +185,23 @@ def slow_int8_note(version: str) -> str:
 
 
 def load_model(path: str | Path, *, device: str = "auto", threads: int | None = None,
-               labels: str | Path | None = None, verify: bool = True, variant: str | None = None) -> Model:
+               labels: str | Path | None = None, verify: bool = True, variant: str | None = None,
+               trusted: tuple[PublicKey, ...] = ()) -> Model:
     """Open a bundle or .tflite, pick the file for the device, build the interpreter once.
 
     ``device``: auto (a bundle folder's Edge TPU build on the Edge TPU when both are there, else
     the CPU, with a note), cpu, edgetpu, or a Coral device string (usb, usb:N, pci, pci:N).
     ``variant``: which of a bundle folder's files (``edge.model.variants``): int8, int8io, float,
     edgetpu, or ``fastest`` (the one ``edge benchmark --all-variants`` recorded on this device).
+    ``trusted``: public keys; when given, only a bundle signed by one of them loads (edge.model.signing).
     """
     choice = parse_device(device)
     mode, tpu_device = choice.mode, choice.coral
+    if trusted:
+        if labels is not None:
+            raise BundleError("--labels cannot replace a bundle's labels on a device that only runs signed "
+                              "bundles: the signature covers the bundle's own labels.txt.", "Leave out --labels.")
+        check_trusted(_bundle_root(Path(path)), trusted, str(path))
     bundle = open_bundle(path, labels=labels, verify=False)
     folder = Path(path).is_dir()
     variant = parse_variant(variant)
@@ -207,6 +216,8 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
     model_path, wants_tpu = _choose_file(bundle, mode, folder=folder, variant=variant)
     if bundle.root is not None and verify:
         verify_checksums(bundle, only=model_path)
+        if labels is None and LABELS_FILE in (bundle.meta.get("files") or {}):  # listed by newer bundles
+            verify_checksums(bundle, only=bundle.root / LABELS_FILE)
     graph = read_tflite(model_path)
     if mode == "auto" and graph.has_edgetpu_op:
         wants_tpu = True
@@ -251,6 +262,13 @@ def load_model(path: str | Path, *, device: str = "auto", threads: int | None = 
     return Model(bundle=bundle, path=model_path, interpreter=interpreter, spec=spec, runtime=runtime,
                  device=used, threads=threads, graph=graph, notes=tuple(notes),
                  ood=_ood(bundle, spec, verify))
+
+
+def _bundle_root(path: Path) -> Path | None:
+    """The bundle folder ``path`` is or is in (None for a bare model file)."""
+    if path.is_dir():
+        return path
+    return path.parent if (path.parent / "model.json").is_file() else None
 
 
 def _ood(bundle: Bundle, spec: ModelSpec, verify: bool) -> OodModel | None:

@@ -96,13 +96,19 @@ def _golden_entries(root: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], d
     if not isinstance(golden, dict) or not all(isinstance(golden.get(k), dict) for k in ("inputs", "outputs")):
         raise BundleError(f"{root} has no golden inputs in model.json.",
                           "Re-create the bundle with `train quantize` (it stores them).")
+    for entry in (golden["inputs"], golden["outputs"]):
+        name = entry.get("file")
+        if not isinstance(name, str) or name != Path(name).name or name in ("", ".", ".."):
+            raise BundleError(f"{root / 'model.json'}: the golden file {name!r} is not a plain file name in the "
+                              "bundle (paths outside it are never read).", "Copy the bundle again.")
     return golden["inputs"], golden["outputs"]
 
 
 def _checksum_row(root: Path, entry: dict[str, Any]) -> dict[str, Any]:
     path = root / str(entry.get("file"))
-    actual = sha256_file(path) if path.is_file() else None
-    return {"file": str(entry.get("file")), "expected": entry.get("sha256"), "actual": actual,
+    link = path.is_symlink()
+    actual = sha256_file(path) if path.is_file() and not link else None
+    return {"file": str(entry.get("file")), "expected": entry.get("sha256"), "actual": actual, "symlink": link,
             "ok": actual is not None and actual == entry.get("sha256")}
 
 
@@ -115,30 +121,36 @@ def _load(path: Path, problems: list[str]) -> np.ndarray | None:
 
 
 def verify_bundle(path: str | Path, *, device: str = "auto", threads: int | None = None,
-                  variant: str | None = None) -> VerifyReport:
+                  variant: str | None = None, trusted: tuple[Any, ...] = ()) -> VerifyReport:
     """Check the bundle's checksums, then run its golden inputs and compare with the stored outputs.
 
     ``variant`` checks another of the bundle's files (``edge.model.variants``) against the same
     golden outputs: int8io exactly (its outputs are model.tflite's shifted by 128), float by top-1.
     """
     from edge.model.load import load_model  # noqa: PLC0415
+    from edge.model.signing import check_trusted  # noqa: PLC0415
 
     bundle = open_bundle(path, verify=False)
+    check_trusted(bundle.root, tuple(trusted), str(path))  # with trusted keys: signed by one, or refused
     if bundle.root is None:
         raise BundleError(f"{path} is a bare .tflite file: it has no golden outputs to check.",
                           "Pass the bundle folder written by `train quantize`.")
     golden_in, golden_out = _golden_entries(bundle.root, bundle.meta)
-    checksums = (*checksum_report(bundle), _checksum_row(bundle.root, golden_in),
-                 _checksum_row(bundle.root, golden_out))
-    problems = [f"{row['file']} is missing" if row["actual"] is None else f"checksum mismatch for {row['file']}"
+    listed = bundle.meta.get("files") or {}
+    checksums = (*checksum_report(bundle), *(_checksum_row(bundle.root, g) for g in (golden_in, golden_out)
+                                             if g.get("file") not in listed))
+    problems = [f"{row['file']} is a symbolic link (never followed)" if row.get("symlink") else
+                f"{row['file']} is missing" if row["actual"] is None else f"checksum mismatch for {row['file']}"
                 for row in checksums if not row["ok"]]
+    if bundle.model_path.name not in listed:
+        problems.append(f"model.json does not list {bundle.model_path.name}: no checksum covers it")
     if not problems:
         inputs = _load(bundle.root / golden_in["file"], problems)
         expected = _load(bundle.root / golden_out["file"], problems)
     if problems:  # never run damaged files
         return VerifyReport(bundle.root, "-", device, "-", threads or 0, 0, checksums, (), tuple(problems),
                             labels=bundle.labels)
-    model = load_model(bundle.root, device=device, threads=threads, variant=variant)
+    model = load_model(bundle.root, device=device, threads=threads, variant=variant, trusted=tuple(trusted))
     runtime = f"{model.runtime.name} {model.runtime.version}"
     golden = bundle.meta["golden"]
     tolerance, why = tolerance_for(model.device, runtime, golden.get("reference_runtime"),

@@ -63,6 +63,7 @@ class RunConfig:
     mqtt_discovery: bool = True
     device_name: str | None = None
     archive: str | None = None  # keep captures here (edge/archive): POST /api/captures, /review
+    trusted_keys: tuple[str, ...] = ()  # public keys (lines, .pub files, folders): only bundles they signed run
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     reconnect: Reconnect = field(default_factory=Reconnect)
     picamera2: CameraControls = field(default_factory=CameraControls)
@@ -170,6 +171,14 @@ def _size(key: str, value: Any) -> tuple[int, int] | None:
     return (w, h)
 
 
+def _strings(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _type_error(key, "a list of non-empty strings", value)
+    if len(value) > 256:
+        raise ConfigError(f"{key}: {len(value)} entries; at most 256.")
+    return tuple(v.strip() for v in value)
+
+
 def _listen(key: str, value: Any) -> str | None:
     v = _string(key, value).strip()
     if v:
@@ -211,7 +220,7 @@ TOP: dict[str, Check] = {
     "mqtt": _broker, "mqtt_prefix": _prefix, "mqtt_ca": _optional_string, "mqtt_user": _optional_string,
     "mqtt_password": _optional_string, "mqtt_qos": _int(0, 2), "mqtt_buffer": _int(1, 1_000_000),
     "mqtt_stats_interval": _float(0.1, 3600.0), "mqtt_keepalive": _int(5, 3600), "mqtt_discovery": _bool,
-    "device_name": _optional_string, "archive": _optional_string,
+    "device_name": _optional_string, "archive": _optional_string, "trusted_keys": _strings,
 }
 TABLES: dict[str, tuple[type, dict[str, Check]]] = {
     "quality": (QualityThresholds, {"min_sharpness": _float(0.0), "min_brightness": _float(0.0, 255.0),
@@ -298,6 +307,13 @@ def with_token(cfg: RunConfig) -> RunConfig:
     if cfg.token or not cfg.token_file:
         return cfg
     return replace(cfg, token=read_token_file(cfg.token_file))
+
+
+def trusted_keys_of(cfg: RunConfig) -> tuple[Any, ...]:
+    """The public keys this device trusts: the config's ``trusted_keys`` and the trusted-keys folder."""
+    from edge.model.signing import trusted_keys  # noqa: PLC0415
+
+    return trusted_keys(cfg.trusted_keys)
 
 
 def default_config_path() -> Path | None:

@@ -25,7 +25,7 @@ from edge.errors import ConfigError, EdgeError
 from edge.outputs.notify import Notifier, NotifySink
 from edge.outputs.sinks import JsonlSink, TerminalSink
 from edge.results import RunStats, Sink
-from edge.run.config import RunConfig, with_token
+from edge.run.config import RunConfig, trusted_keys_of, with_token
 from edge.run.keys import KeyReader
 from edge.run.pipeline import Pipeline, PipelineOptions, RunSummary
 from edge.sources.factory import make_source
@@ -147,7 +147,7 @@ def run_daemon(cfg: RunConfig, *, out: TextIO | None = None, notifier: Notifier 
     source = make_source(cfg.source, cfg.camera, camera_size=cfg.camera_size,  # a bad path fails here, first
                          controls=cfg.picamera2)
     model = load_model(cfg.model, device=cfg.device, threads=cfg.threads or default_threads(reserve=1),  # type: ignore[arg-type]
-                       labels=cfg.labels, variant=cfg.variant)
+                       labels=cfg.labels, variant=cfg.variant, trusted=trusted_keys_of(cfg))
     for line in model.notes:
         log.warning(line)
     if hasattr(source, "prefer_size"):

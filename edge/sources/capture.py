@@ -253,6 +253,9 @@ class Capture:
             except ImageError as e:
                 image, error = None, str(e)
             except SourceError as e:
+                if self.source.finite:  # a file that breaks off is not a camera to reconnect to
+                    self.error = e
+                    return
                 if not self._reopen(e.message):
                     return
                 continue

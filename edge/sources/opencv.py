@@ -120,6 +120,26 @@ class VideoFileSource(_OpenCVSource):
         return SourceError(f"{self.path}: not a video OpenCV can read.",
                            "Use MP4, AVI, MKV or MOV, or an image folder.")
 
+    def open(self) -> None:
+        import cv2  # noqa: PLC0415
+
+        super().open()
+        self.frames_read = 0
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(count) if count == count and 0 < count < 1e9 else None  # what the file says
+
+    def read(self) -> np.ndarray | None:
+        frame = super().read()
+        if frame is not None:
+            self.frames_read += 1
+            return frame
+        expected = self.frame_count
+        if expected and self.frames_read < 0.9 * expected and expected - self.frames_read > 5:
+            raise SourceError(f"{self.path}: the video ends after {self.frames_read} of the {expected} frames its "
+                              "header announces: the file is truncated or damaged.",
+                              "The results of the frames read are kept; copy the video again.")
+        return None
+
 
 class StreamSource(_OpenCVSource):
     """A network stream (RTSP, HTTP, ...). It does not end: when it stops, capture reconnects."""

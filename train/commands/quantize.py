@@ -20,12 +20,12 @@ def quantize(
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write, e.g. models/NAME.",
                                       show_default=False)],
     io: Annotated[str, typer.Option("--io", help="Input/output type of the int8 model: uint8 or int8.")] = "uint8",
-    calibration_size: Annotated[int, typer.Option("--calibration-size", min=1,
+    calibration_size: Annotated[int, typer.Option("--calibration-size", min=1, max=100_000,
                                                   help="Images in the representative dataset.")] = 300,
     calibration_dir: Annotated[Path, typer.Option("--calibration-dir",
                                                   help="Where calibration sets are stored and reused.")] = Path(
         "calibration"),
-    seed: Annotated[int, typer.Option("--seed", help="Seed for choosing calibration images.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed for choosing calibration images.")] = 0,
     max_drop: Annotated[float, typer.Option("--max-drop", min=0.0,
                                             help="Largest allowed balanced-accuracy drop, int8 vs float.")] = 0.01,
     min_agreement: Annotated[float, typer.Option("--min-agreement", min=0.0, max=1.0,
@@ -40,11 +40,15 @@ def quantize(
     data: Annotated[Path | None, typer.Option("--data", help="Dataset root, if it moved since training.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Model name in model.json \\[default: --out's name].")
                     ] = None,
+    sign: Annotated[Path | None, typer.Option("--sign", metavar="KEY", show_default=False,
+                                              help="Sign the bundle with this key (`train keygen`).")] = None,
 ) -> None:
     """Convert RUN to float32 and full-integer int8 TFLite, check the loss on the test split, write the bundle."""
     from train.export.quantize import QuantizeFailed  # noqa: PLC0415
     from train.export.quantize import quantize as run_quantize
+    from train.export.signing import load_signing_key, sign_bundle  # noqa: PLC0415
 
+    signing_key = load_signing_key(sign) if sign is not None else None  # a bad key fails before the work
     try:
         result = run_quantize(run, out, name=name, io=io, calibration_size=calibration_size,
                               calibration_dir=calibration_dir, seed=seed, max_bal_acc_drop=max_drop,
@@ -54,6 +58,9 @@ def quantize(
         render(e.result)
         raise fail(str(e)) from None
     render(result)
+    if signing_key is not None:
+        key = sign_bundle(out, signing_key)
+        typer.echo(f"signed with key {key.label}: {out / 'model.sig'}")
 
 
 def render(r) -> None:  # noqa: ANN001

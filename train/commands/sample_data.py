@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
 def sample_data(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write (new, empty, or a previous sample).",
                                         show_default=False)],
-    lesions: Annotated[int, typer.Option("--lesions", min=21, help="Number of lesions (3+ per class).")] = 120,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same data.")] = 0,
+    lesions: Annotated[int, typer.Option("--lesions", min=21, max=100_000, help="Number of lesions (3+ per class).")] = 120,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed; the same seed gives the same data.")] = 0,
     video: Annotated[bool, typer.Option("--video", help="Also write sample_video.mp4, a camera-like video "
                                        "of some of the lesions.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

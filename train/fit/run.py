@@ -189,19 +189,23 @@ def _weights_arg(weights: str) -> str:
     return str(path.absolute())
 
 
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds
+
+
 def _check_settings(s: Settings) -> None:
     problems = [
-        (s.image_size < 32, f"--image-size {s.image_size} is too small; use 32 or more (96..224 typical)"),
-        (s.alpha <= 0, f"--alpha {s.alpha} must be positive (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)"),
-        (s.epochs < 1, f"--epochs {s.epochs} must be at least 1"),
-        (s.fine_tune_epochs < 0, f"--fine-tune-epochs {s.fine_tune_epochs} must be 0 or more"),
-        (s.fine_tune_layers < 1, f"--fine-tune-layers {s.fine_tune_layers} must be at least 1"),
-        (s.batch_size < 1, f"--batch-size {s.batch_size} must be at least 1"),
+        (not 32 <= s.image_size <= 1024, f"--image-size {s.image_size} must lie in 32..1024 (96..224 typical)"),
+        (not 0 < s.alpha <= 2.0, f"--alpha {s.alpha} must lie in (0, 2] (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)"),
+        (not 1 <= s.epochs <= 10_000, f"--epochs {s.epochs} must lie in 1..10000"),
+        (not 0 <= s.fine_tune_epochs <= 10_000, f"--fine-tune-epochs {s.fine_tune_epochs} must lie in 0..10000"),
+        (not 1 <= s.fine_tune_layers <= 10_000, f"--fine-tune-layers {s.fine_tune_layers} must lie in 1..10000"),
+        (not 1 <= s.batch_size <= 4096, f"--batch-size {s.batch_size} must lie in 1..4096"),
         (not 0 < s.lr < 1, f"--lr {s.lr} must lie between 0 and 1"),
+        (not 0 <= s.seed <= MAX_SEED, f"--seed {s.seed} must lie in 0..{MAX_SEED}"),
         (not (0 < s.val_fraction < 1 and 0 < s.test_fraction < 1 and s.val_fraction + s.test_fraction < 1),
          f"--val-fraction {s.val_fraction} and --test-fraction {s.test_fraction} must each lie between 0 and 1 "
          "and add up to less than 1"),
-        (s.patience < 1, f"--patience {s.patience} must be at least 1"),
+        (not 1 <= s.patience <= 10_000, f"--patience {s.patience} must lie in 1..10000"),
         (not 0 <= s.dropout < 1, f"dropout {s.dropout} must lie in [0, 1)"),
     ]
     for bad, message in problems:
