@@ -15,6 +15,10 @@ import pytest
 pytest.register_assert_rewrite("helpers")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# one record of the model files already tried in a child process (edge.model.sandbox) for the whole
+# session: each test has its own state folder, and would otherwise try every fixture model again
+os.environ.setdefault("SKIN_EDGE_SEEN_MODELS", os.path.join(__import__("tempfile").mkdtemp(prefix="edge-seen-"),
+                                                            "seen-models.json"))
 
 # every colour bright enough for the quality gate's default (mean luminance >= 60)
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 70, 230), "yellow": (230, 220, 30)}

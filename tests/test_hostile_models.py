@@ -3,6 +3,7 @@ before the native interpreter sees them: one line naming the defect, exit 1, nev
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -154,3 +155,48 @@ def test_random_damage_is_a_model_error_or_a_well_formed_model(tflite_models):
             assert all(0 <= i < len(graph.tensors) for i in op.outputs)
         assert all(0 <= i < len(graph.tensors) for i in (*graph.inputs, *graph.outputs))
     assert outcomes["refused"] > 20 and outcomes["accepted"] > 20, outcomes
+
+
+# ---------------------------------------------------------------- the first load, in a child process
+
+
+@pytest.fixture()
+def seen_file(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "seen-models.json"
+    monkeypatch.setenv("SKIN_EDGE_SEEN_MODELS", str(path))
+    return path
+
+
+def test_a_model_that_crashes_the_runtime_is_one_error_not_a_dead_process(mutants, seen_file):
+    """The constant-input model segfaults the interpreter (exit 139 in a bare script). Probed past the
+    structural check, the crash stays in the child and comes back as one line."""
+    from edge.backends.runtime import get_runtime
+    from edge.model.sandbox import ensure_loadable
+
+    with pytest.raises(ModelError) as e:
+        ensure_loadable(mutants["constant input"], get_runtime())
+    assert "crashed the runtime (SIGSEGV)" in str(e.value) and "separate process" in str(e.value)
+    assert not seen_file.exists()  # never remembered as loadable
+
+
+def test_a_good_model_is_probed_once_then_remembered(tflite_models, seen_file, monkeypatch):
+    import edge.model.sandbox as sandbox
+    from edge.backends.runtime import get_runtime
+
+    sandbox.ensure_loadable(tflite_models["uint8"], get_runtime())
+    assert len(json.loads(seen_file.read_text())) == 1
+
+    def no_child(*args, **kwargs):
+        raise AssertionError("probed again")
+
+    monkeypatch.setattr(sandbox.subprocess, "run", no_child)
+    sandbox.ensure_loadable(tflite_models["uint8"], get_runtime())  # remembered: no second child
+
+
+def test_a_load_that_does_not_finish_is_stopped(tflite_models, seen_file, monkeypatch):
+    import edge.model.sandbox as sandbox
+    from edge.backends.runtime import get_runtime
+
+    monkeypatch.setattr(sandbox, "TIMEOUT_S", 0.01)  # no Python starts that fast: the child is killed
+    with pytest.raises(ModelError, match="did not finish in 0 s"):
+        sandbox.ensure_loadable(tflite_models["float"], get_runtime())

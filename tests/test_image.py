@@ -201,3 +201,38 @@ def test_special_and_huge_files_are_refused_before_reading(tmp_path):
         f.truncate(40_000_000_000)
     with pytest.raises(ImageError, match=f"larger than any image it accepts \\({MAX_FILE_BYTES // 1_000_000} MB\\)"):
         load_image(sparse)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PPM", "ICO", "TGA"])
+def test_formats_outside_the_list_are_refused_by_name(fmt):
+    """Pillow and OpenCV read many formats; only FORMATS' (JPEG, PNG, BMP, TIFF, WebP) get decoded."""
+    data = _encode(Image.fromarray(_rgb_pattern()), fmt)
+    with pytest.raises(ImageError, match=f"{fmt} images are not accepted") as e:
+        decode_image(data)
+    assert "JPEG, PNG" in str(e.value)
+    assert decode_image(_encode(Image.fromarray(_rgb_pattern()), "WEBP", lossless=True))[0, 0].tolist() == [200, 20, 10]
+
+
+def test_both_decoders_get_the_projects_pixel_limit():
+    """Pillow's MAX_IMAGE_PIXELS and OpenCV's OPENCV_IO_MAX_IMAGE_PIXELS, set to the same limit in a
+    fresh process, and SKIN_EDGE_MAX_IMAGE_PIXELS changes it."""
+    import os
+    import subprocess
+    import sys
+
+    probe = """
+import os
+import edge.ops.image as image
+from PIL import Image
+try:
+    image.image_size(b"not an image")  # the first use sets Pillow's limit
+except Exception:
+    pass
+print(image.DEFAULT_MAX_PIXELS, Image.MAX_IMAGE_PIXELS, os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"])
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENCV_IO_MAX_IMAGE_PIXELS", "SKIN_EDGE_MAX_IMAGE_PIXELS")}
+    for limit, expected in ((None, "64000000"), ("20000000", "20000000"), ("7", "64000000")):
+        extra = {"SKIN_EDGE_MAX_IMAGE_PIXELS": limit} if limit else {}
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                             env={**env, **extra})
+        assert out.stdout.split() == [expected] * 3

@@ -22,6 +22,7 @@ from edge.model.bundle import (
     variant_of,
     verify_checksums,
 )
+from edge.model.sandbox import ensure_loadable
 from edge.model.signing import PublicKey, check_trusted
 from edge.model.spec import ModelSpec
 from edge.model.tflite_file import TFLiteFile, read_tflite
@@ -70,6 +71,8 @@ def _choose_file(bundle: Bundle, device: str, folder: bool, variant: str | None 
 
 
 def make_interpreter(runtime: Runtime, path: Path, threads: int, delegate: Any) -> Any:
+    if delegate is None:  # a file this runtime has not loaded here before: first in a child process
+        ensure_loadable(Path(path), runtime)
     try:
         it = runtime.Interpreter(model_path=str(path), num_threads=threads,
                                  experimental_delegates=[delegate] if delegate else None)

@@ -1,12 +1,18 @@
 """Decode image files to RGB uint8, the one pixel format the rest of the pipeline accepts.
 
-JPEG, PNG (grey, RGBA, 16-bit, palette), BMP and TIFF; EXIF orientation applied; truncated files
-and decompression bombs refused before they reach the decoder.
+The formats accepted are listed once, in :data:`FORMATS`: JPEG, PNG (grey, RGBA, 16-bit, palette),
+BMP, TIFF and WebP; anything else a decoder could read (GIF, PSD, PPM, HDR, EXR, ...) is refused
+by name. EXIF orientation is applied; truncated files and decompression bombs are refused before
+they reach the decoder: the pixel count is read from the header and checked against
+:data:`DEFAULT_MAX_PIXELS` (``SKIN_EDGE_MAX_IMAGE_PIXELS`` changes it), and the same limit is set
+for Pillow (``Image.MAX_IMAGE_PIXELS``) and OpenCV (``OPENCV_IO_MAX_IMAGE_PIXELS``, unless already
+set), so neither decoder ever allocates for more.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import cv2
@@ -15,13 +21,26 @@ import numpy as np
 from edge.errors import ImageError
 from edge.util.files import read_capped
 
-# 64 megapixels: far above any dermatoscope or phone camera, far below a bomb.
-DEFAULT_MAX_PIXELS = 64_000_000
+MAX_PIXELS_ENV = "SKIN_EDGE_MAX_IMAGE_PIXELS"
+
+
+def _max_pixels() -> int:
+    """64 megapixels (far above any dermatoscope or phone camera, far below a bomb), or the
+    environment's ``SKIN_EDGE_MAX_IMAGE_PIXELS`` when it is a whole number from 1 MP to 1 GP."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    return int(value) if value.isdigit() and 1_000_000 <= int(value) <= 1_000_000_000 else 64_000_000
+
+
+DEFAULT_MAX_PIXELS = _max_pixels()
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))  # read at OpenCV's first decode
 
 # the largest file read as an image: a 64-megapixel 16-bit TIFF is ~400 MB; checked before reading
 MAX_FILE_BYTES = 512_000_000
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Pillow's name for each accepted format -> its file name endings: the one list of what is accepted
+FORMATS = {"JPEG": (".jpg", ".jpeg"), "PNG": (".png",), "BMP": (".bmp",), "TIFF": (".tif", ".tiff"),
+           "WEBP": (".webp",)}
+IMAGE_SUFFIXES = tuple(s for suffixes in FORMATS.values() for s in suffixes)
 
 
 _MAGIC = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
@@ -33,6 +52,7 @@ def image_size(data: bytes) -> tuple[int, int, str]:
 
     from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
 
+    Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS  # Pillow's own bomb check at the same limit
     try:
         with warnings.catch_warnings():  # our own pixel limit decides, in one line, not Pillow's warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -43,7 +63,7 @@ def image_size(data: bytes) -> tuple[int, int, str]:
         if fmt:
             raise ImageError(f"truncated or damaged {fmt} file", "Copy the image again.") from None
         raise ImageError("not an image file (unknown or damaged header)",
-                         "Use JPEG, PNG, BMP or TIFF.") from None
+                         f"Use {', '.join(FORMATS)}.") from None
     except Image.DecompressionBombError:
         raise ImageError("image too large to decode safely (decompression bomb)") from None
 
@@ -106,6 +126,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if not data:
         raise ImageError("empty file")
     width, height, fmt = image_size(data)
+    if fmt not in FORMATS:
+        raise ImageError(f"{fmt} images are not accepted", f"Use {', '.join(FORMATS)}.")
     if width * height > max_pixels:
         raise ImageError(f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP, "
                          f"limit {max_pixels / 1e6:.0f} MP)", "Resize it first.")
