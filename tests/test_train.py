@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import urllib.error
 from collections import defaultdict
@@ -560,3 +561,57 @@ def test_evaluate_run_json_without_the_dataset(run_copy):
     del info["data"]
     (run_copy / "run.json").write_text(json.dumps(info))
     assert_one_line_error(invoke("evaluate", run_copy), "does not name the run's dataset")
+
+
+def test_ctrl_c_during_the_final_evaluation_keeps_the_trained_model(tiny, tmp_path, monkeypatch):
+    from train.fit import training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "evaluate_records", interrupted)
+    out = tmp_path / "run"
+    result = invoke("fit", "--data", tiny, "--out", out, *FIT)
+    assert result.exit_code == 0, result.output
+    assert "interrupted during the test evaluation" in result.stderr and "train evaluate" in result.stdout
+    assert (out / "model.keras").is_file() and json.loads((out / "run.json").read_text())["interrupted"] is True
+    assert json.loads((out / "metrics.json").read_text())["evaluation"] == "interrupted"
+    assert not list(tmp_path.glob("run.tmp-*")) and not (out / ".owner-pid").exists()
+    evaluated = invoke("evaluate", out)
+    assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_sigterm_stops_training_like_ctrl_c_and_a_killed_runs_leftovers_go(tiny, tmp_path):
+    """`kill` (SIGTERM) during the epochs: the run so far is kept, no RUN.tmp-* stays. A folder left by a
+    run killed with SIGKILL (its owner pid gone) is removed by the next run; one of a live run is not."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    dead = tmp_path / "run.tmp-dead00"
+    dead.mkdir()
+    (dead / ".owner-pid").write_text("999999999\n")
+    alive = tmp_path / "run.tmp-live00"
+    alive.mkdir()
+    (alive / ".owner-pid").write_text(f"{os.getpid()}\n")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "train", "fit", "--data", str(tiny), "--out", str(out),
+                             "--image-size", "64", "--alpha", "0.35", "--weights", "none", "--epochs", "200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not any(x.startswith("epoch 2/") for x in lines):
+        time.sleep(0.2)  # two epochs have ended
+    assert not dead.exists() and alive.exists()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=240)
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert proc.returncode == 0, err[-2000:]
+    assert "interrupted: keeping the best model so far" in err
+    assert (out / "model.keras").is_file() and json.loads((out / "run.json").read_text())["interrupted"] is True
+    assert [p.name for p in tmp_path.glob("run.tmp-*")] == ["run.tmp-live00"]

@@ -27,8 +27,16 @@ for _name in COMMANDS:
     importlib.import_module(f"train.commands.{_name}").register(app)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # as Ctrl-C: the run so far is kept or its temporary folders removed
+
+
 def main() -> None:
+    import signal  # noqa: PLC0415
+
     from edge.util.logs import configure  # noqa: PLC0415
 
     configure()
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # `kill`, a closed terminal: the same clean stop as Ctrl-C
+        signal.signal(sig, _interrupt)
     app()

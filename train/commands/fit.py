@@ -89,6 +89,9 @@ def _summary(result) -> None:
     console.print(f"{result.epochs} epochs in {result.seconds:.0f} s, {result.images_per_second:.0f} training "
                   f"images/s; best epoch {result.best_epoch} (validation balanced accuracy "
                   f"{result.best_val_balanced_accuracy:.3f}); images {result.images}")
+    if result.metrics.get("evaluation") == "interrupted":
+        console.print(f"no test metrics (the evaluation was interrupted): train evaluate {result.run}")
+        return
     console.print(metrics_table(result.metrics, f"test split ({result.metrics['n']} images)"))
     for line in trust_lines(result.metrics):
         console.print(line)

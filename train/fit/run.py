@@ -9,6 +9,7 @@ under a temporary name and renamed at the end, so a folder named RUN is always c
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -140,12 +141,29 @@ def _make_tmp(out: Path, chief: bool) -> Path:
     try:
         if not chief:
             return Path(tempfile.mkdtemp(prefix=f"{out.name}.worker-"))
+        _remove_stale_tmp(out)
         tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(3)}"
         tmp.mkdir(parents=True)
+        (tmp / OWNER_FILE).write_text(f"{os.getpid()}\n")
         return tmp
     except OSError as e:
         raise TrainError(f"cannot create a temporary run folder: {e.strerror or e}; choose another --out "
                          "or free disk space") from None
+
+
+OWNER_FILE = ".owner-pid"
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """RUN.tmp-* folders of earlier runs whose process is gone (killed with SIGKILL, a power cut)."""
+    for old in out.parent.glob(f"{out.name}.tmp-*"):
+        try:
+            pid = int((old / OWNER_FILE).read_text().strip())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # no owner recorded, or not ours to judge: left alone
 
 
 def as_roots(data: Path | str | Sequence[Path]) -> list[Path]:
@@ -235,7 +253,8 @@ def _finish(data: Sequence[Path], dataset, splits: Mapping[str, Sequence[Record]
     (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     write_split_csv(tmp / "split.csv", splits)
     write_json(tmp / "metrics.json", outcome.metrics)
-    plots.confusion_matrices(outcome.metrics["confusion_matrix"], labels, tmp / "plots", title="test")
+    if "confusion_matrix" in outcome.metrics:  # not after an interrupted evaluation
+        plots.confusion_matrices(outcome.metrics["confusion_matrix"], labels, tmp / "plots", title="test")
     if outcome.metrics.get("calibration"):
         plots.reliability_diagram(outcome.metrics["calibration"], tmp / "plots" / "reliability.png", title="test")
     if (tmp / "history.csv").is_file():
@@ -244,6 +263,7 @@ def _finish(data: Sequence[Path], dataset, splits: Mapping[str, Sequence[Record]
                              labels, tmp / "plots")
     run = run_info(data, dataset, settings, outcome, labels)
     write_json(tmp / "run.json", run)
+    (tmp / OWNER_FILE).unlink(missing_ok=True)
     publish_folder(tmp, out)  # a --force'd previous run is swapped out, then removed
     remove_backup(settings.backup_dir)  # only now: a chief killed before this resumes from it
     return _result(out, dataset, outcome, chief)

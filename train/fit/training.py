@@ -279,14 +279,19 @@ def _train(dataset, splits: Mapping[str, Sequence[Record]], tmp: Path, settings,
     shutil.rmtree(tmp / "cache", ignore_errors=True)
     report(f"best epoch {monitor.best_epoch + 1}: validation balanced accuracy {monitor.best_score:.3f}; "
            f"evaluating on {len(splits['test'])} test images")
-    metrics = evaluate_records(model, splits["test"], labels, settings.image_size, settings.batch_size)
-    if is_chief(strategy):  # from the saved file: a plain model, whatever strategy trained it
-        from train.fit.model import load_trained  # noqa: PLC0415
-        from train.fit.trust import fit_trust  # noqa: PLC0415
+    try:
+        metrics = evaluate_records(model, splits["test"], labels, settings.image_size, settings.batch_size)
+        if is_chief(strategy):  # from the saved file: a plain model, whatever strategy trained it
+            from train.fit.model import load_trained  # noqa: PLC0415
+            from train.fit.trust import fit_trust  # noqa: PLC0415
 
-        report("fitting the calibration temperature and the OOD statistics")
-        metrics.update(fit_trust(load_trained(tmp / "model.keras", labels), splits, labels, settings.image_size,
-                                 settings.batch_size, tmp))
+            report("fitting the calibration temperature and the OOD statistics")
+            metrics.update(fit_trust(load_trained(tmp / "model.keras", labels), splits, labels, settings.image_size,
+                                     settings.batch_size, tmp))
+    except KeyboardInterrupt:  # the model is trained and saved: keep it, without what was not computed
+        report("interrupted during the test evaluation: the trained model is kept without test metrics; "
+               "`train evaluate RUN` computes them")
+        metrics, interrupted = {"n": 0, "evaluation": "interrupted"}, True
     return Outcome(
         metrics=metrics, epochs=len(monitor.speeds), best_epoch=monitor.best_epoch + 1,
         best_score=monitor.best_score, images_per_second=steady_speed(monitor.speeds),

@@ -1,0 +1,5 @@
+"""python -m train: the train command."""
+
+from train.cli import main
+
+main()
