@@ -32,6 +32,9 @@ def _max_pixels() -> int:
 
 
 DEFAULT_MAX_PIXELS = _max_pixels()
+_logging = getattr(getattr(cv2, "utils", None), "logging", None)
+if _logging is not None:  # a damaged image is our one-line error, not also OpenCV's [ERROR] lines on stderr
+    _logging.setLogLevel(_logging.LOG_LEVEL_SILENT)
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))  # read at OpenCV's first decode
 
 # the largest file read as an image: a 64-megapixel 16-bit TIFF is ~400 MB; checked before reading
@@ -54,8 +57,8 @@ def image_size(data: bytes) -> tuple[int, int, str]:
 
     Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS  # Pillow's own bomb check at the same limit
     try:
-        with warnings.catch_warnings():  # our own pixel limit decides, in one line, not Pillow's warning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # our own checks decide, in one line, not Pillow's warnings
+            warnings.simplefilter("ignore")  # (a bomb, TIFF tags larger than the file, ...)
             with Image.open(io.BytesIO(data)) as im:
                 return im.width, im.height, (im.format or "unknown")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
@@ -135,7 +138,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise ImageError(f"truncated {fmt} file", "Copy the image again.")
     buf = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR applies EXIF orientation and reduces grey, alpha, palette and 16-bit to BGR 8-bit.
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as e:  # OpenCV's own limits and assertions (found by fuzz/run.py image)
+        raise ImageError(f"{fmt} data OpenCV refuses ({str(e).strip().splitlines()[-1][:120]})",
+                         "Copy the image again or re-export it.") from None
     if bgr is None:
         raise ImageError(f"corrupt {fmt} data", "Copy the image again or re-export it.")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -338,16 +338,21 @@ def load_config(path: str | Path | None = None) -> RunConfig:
         raise ConfigError(f"{path}: cannot read the config ({e.strerror}).", hint) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file.") from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, where: str = "config") -> RunConfig:
+    """A config's TOML text -> a validated RunConfig; ConfigError naming ``where`` and the first problem."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e}).") from None
+        raise ConfigError(f"{where}: not valid TOML ({e}).") from None
     except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a config.") from None
+        raise ConfigError(f"{where}: nested too deeply to be a config.") from None
     try:
-        return replace(validate(data), path=str(path))
+        return replace(validate(data), path=where)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e.message}", e.hint) from None
+        raise ConfigError(f"{where}: {e.message}", e.hint) from None
 
 
 def with_camera_controls(cfg: RunConfig, **controls: Any) -> RunConfig:
