@@ -61,5 +61,7 @@ if [ ! -d "$SITE" ]; then
         --python-version 3.11 --implementation cp --only-binary=:all: "${reqs[@]}"
     mv "$SITE.tmp" "$SITE"
 fi
-exec env -u PYTHONHOME PYTHONPATH="$PROJECT:$SITE" QEMU_LD_PREFIX="$ROOT" PYTHONDONTWRITEBYTECODE=1 \
+# An emulated process cannot start another aarch64 one here (qemu-user, no binfmt_misc), so the
+# first-load probe of edge/model/sandbox.py, which starts a child Python, is off under emulation.
+exec env -u PYTHONHOME PYTHONPATH="$PROJECT:$SITE" QEMU_LD_PREFIX="$ROOT" PYTHONDONTWRITEBYTECODE=1 SKIN_EDGE_SANDBOX=0 \
     "$QEMU" "$ROOT/usr/bin/python3.11" "$@"

@@ -49,6 +49,11 @@ def handles_errors(fn: F) -> F:
             raise fail(str(e)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except OSError as e:  # a file problem no check above named (a name too long, an I/O error): one line
+            where = str(e.filename or "")
+            where = where if len(where) <= 80 else where[:60] + "..." + where[-12:]
+            raise fail(f"{where + ': ' if where else ''}{e.strerror or e}. Check the path, its permissions "
+                       "and the free space.") from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -108,7 +108,8 @@ def ensure_loadable(path: Path, runtime: Any) -> None:
         raise ModelError(f"loading {where} did not finish in {TIMEOUT_S:.0f} s (tried in a separate process): "
                          "the model file makes the runtime hang.", "Do not use this file; re-export the model.") from None
     except OSError as e:
-        raise ModelError(f"cannot start a process to try {path} ({e.strerror}).") from None
+        raise ModelError(f"cannot start a process to try {path} ({e.strerror}).",
+                         f"Where no child process can be started, {SWITCH_ENV}=0 loads models in this one.") from None
     if done.returncode == 0:
         _remember(seen_file, key)
         return

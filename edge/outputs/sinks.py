@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -10,7 +11,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class JsonlSink:
         self.lines = 0
         self._failing = False
         try:
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+            self._file = _open_for_appending(self.path)
             # a pipe or a terminal (--jsonl /dev/stdout) cannot be fsynced, and need not be
             self._syncable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
             if self.path.is_file() and self.path.stat().st_size > 0 and not _ends_with_newline(self.path):
@@ -125,6 +126,22 @@ class JsonlSink:
             raise EdgeError(f"{self.path}: cannot write the last results ({e.strerror or e}).",
                             "Check the free space and the disk.") from None
         self._file.close()
+
+
+def _open_for_appending(path: Path) -> Any:
+    """The results file, kept open for the run. A named pipe is opened without blocking: with no
+    process reading it, opening would wait for ever, so that is one clear error instead."""
+    if path.is_fifo():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                raise EdgeError(f"--jsonl {path} is a named pipe that no process reads.",
+                                "Start the reader first, or give a regular file.") from None
+            raise
+        os.set_blocking(fd, True)  # a slow reader then slows the writes, as a file on a slow disk would
+        return os.fdopen(fd, "a", encoding="utf-8")
+    return open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -47,6 +47,9 @@ def make_source(source: str | Path | None = None, camera: str | int | None = Non
                           "Give a video file, an image folder or glob, or a stream URL (rtsp://, http://).")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageFolderSource(path)
+    if not path.is_file():  # a named pipe or a device would block the decoder, or never end
+        raise SourceError(f"{text}: not a regular file (a named pipe, a socket or a device), so not a video file.",
+                          "Give a video file, an image folder, a stream URL, or --camera for a camera.")
     return VideoFileSource(path)
 
 
