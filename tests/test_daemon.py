@@ -195,7 +195,7 @@ def test_json_lines_to_a_pipe(bundle_dir, long_video, tmp_path):
     (["--source", "x.mp4", "--camera"], "error: give one source"),
     (["--source", "{video}", "--config", "{bad}"], "error: {bad}: unknown key 'colour'"),
     (["--source", "{video}", "--max-frames", "2", "--jsonl", "/dev/full"],
-     "error: /dev/full: cannot write the last results (No space left on device)."),
+     "error: /dev/full: 2 results could not be written (No space left on device)"),
 ])
 def test_bad_input_is_one_line_and_exit_1(bundle_dir, tmp_path, long_video, args, message):
     bad = write(tmp_path / "bad.toml", "colour = 1\n")

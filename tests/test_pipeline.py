@@ -314,9 +314,10 @@ def test_jsonl_that_cannot_be_written_is_logged_once_then_one_line_at_close(mode
     with caplog.at_level(logging.INFO, logger="edge"), pytest.raises(EdgeError) as e:
         p.run()
     logs = [r.getMessage() for r in caplog.records if r.name.startswith("edge.")]
-    assert str(e.value) == ("/dev/full: cannot write the last results (No space left on device). "
-                            "Check the free space and the disk.")
-    assert logs == ["/dev/full: cannot write results (No space left on device); will keep trying"]
+    assert str(e.value) == ("/dev/full: 3 results could not be written (No space left on device); the 0 lines "
+                            "in it are intact. Check the free space and the disk.")
+    assert logs == ["/dev/full: cannot write results (No space left on device); keeping them in memory until it "
+                    "can be written"]
     assert len(other.results) == 3 and other.closed == 1  # the run went on; every sink was closed
     assert p.summary is not None and p.summary.stats.frames.processed == 3
 
@@ -427,3 +428,30 @@ def test_no_ping_while_an_open_hangs_past_its_timeout():
     cap.stop()
     cap.join(2)
     assert any(seen) and not seen[-1]  # fed while the attempt was young, not once it hung past 0.2 s
+
+
+def test_results_that_wait_for_a_full_disk_are_written_in_order_once_it_has_room(tmp_path):
+    """RLIMIT_FSIZE makes writes past the file's size fail (EFBIG), as a full disk would: the lines wait,
+    a write cut short is truncated back, and all of them arrive, in order, once it has room."""
+    import json
+    import resource
+    import signal
+
+    from edge.results import OK, FrameResult
+
+    path = tmp_path / "results.jsonl"
+    sink = JsonlSink(path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        sink.publish(FrameResult(timestamp=0.0, frame_index=0, status=OK), None)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 100, hard))  # room for less than a line
+        for i in range(1, 6):
+            sink.publish(FrameResult(timestamp=0.0, frame_index=i, status=OK), None)
+        assert sink.lines == 1 and path.read_bytes().endswith(b"\n")  # nothing half-written
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    sink.publish(FrameResult(timestamp=0.0, frame_index=6, status=OK), None)
+    sink.close()
+    assert [json.loads(x)["frame"] for x in path.read_text().splitlines()] == list(range(7))

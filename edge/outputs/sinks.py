@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import logging
@@ -78,54 +79,91 @@ class JsonlSink:
 
     A crash or power cut loses at most the line being written; a partial last line left by one
     is closed with a newline before new lines are appended, so every other line stays valid.
+    While the file cannot be written (a full disk, a file-size limit, an unplugged USB stick) the
+    lines wait in memory, up to :data:`MAX_WAITING`, and are written in order once it can be; a
+    write cut short is undone (truncated back), so the file never holds half a line.
     """
+
+    MAX_WAITING = 100_000  # ~100 MB at most; beyond it the oldest waiting lines are dropped, and counted
 
     def __init__(self, path: str | Path, *, fsync: bool = False) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self.lines = 0
+        self.dropped = 0  # lines given up on: more than MAX_WAITING waited
         self._failing = False
+        self._waiting: collections.deque[bytes] = collections.deque()
+        self._last_error = "the file could not be written"
         try:
             self._file = _open_for_appending(self.path)
-            # a pipe or a terminal (--jsonl /dev/stdout) cannot be fsynced, and need not be
-            self._syncable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+            self._fd = self._file.fileno()
+            # a pipe or a terminal (--jsonl /dev/stdout) cannot be fsynced or truncated, and need not be
+            self._syncable = stat.S_ISREG(os.fstat(self._fd).st_mode)
             if self.path.is_file() and self.path.stat().st_size > 0 and not _ends_with_newline(self.path):
-                self._file.write("\n")
+                os.write(self._fd, b"\n")
         except OSError as e:
             raise EdgeError(f"--jsonl {self.path}: cannot open for appending ({e.strerror}).",
                             "Check that the folder exists and is writable.") from None
 
     def publish(self, result: FrameResult, frame: np.ndarray | None) -> None:
-        line = result.json_line + "\n"
-        try:
-            self._file.write(line)
-            self._file.flush()
-            if self.fsync and self._syncable:
-                os.fsync(self._file.fileno())
-        except OSError as e:
-            if not self._failing:
-                log.warning("%s: cannot write results (%s); will keep trying", self.path, e.strerror)
-            self._failing = True
-            return
+        self._waiting.append((result.json_line + "\n").encode("utf-8"))
+        if len(self._waiting) > self.MAX_WAITING:
+            self._waiting.popleft()
+            self.dropped += 1
+        self._write_waiting()
+
+    def _write_waiting(self) -> bool:
+        """Write the waiting lines in order; False (and one warning per outage) when the file refuses."""
+        while self._waiting:
+            try:
+                self._write_line(self._waiting[0])
+            except OSError as e:
+                self._last_error = e.strerror or str(e)
+                if not self._failing:
+                    log.warning("%s: cannot write results (%s); keeping them in memory until it can be written",
+                                self.path, e.strerror)
+                self._failing = True
+                return False
+            self._waiting.popleft()
+            self.lines += 1
         if self._failing:
-            log.warning("%s: writing results again", self.path)
+            log.warning("%s: writing results again%s", self.path,
+                        f" ({self.dropped} lines were dropped while it could not be)" if self.dropped else "")
             self._failing = False
-        self.lines += 1
+        return True
+
+    def _write_line(self, data: bytes) -> None:
+        start = os.lseek(self._fd, 0, os.SEEK_END) if self._syncable else None
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            if self.fsync and self._syncable:
+                os.fsync(self._fd)
+        except OSError:
+            if start is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)  # never half a line in the file
+            raise
 
     def close(self) -> None:
-        """Flush and fsync; EdgeError (one line) when the results cannot be written out."""
+        """Write what waits, fsync; EdgeError (one line) when results could not be written out."""
         if self._file.closed:
             return
         try:
-            self._file.flush()
+            written = self._write_waiting()
             if self._syncable:
-                os.fsync(self._file.fileno())
+                os.fsync(self._fd)
         except OSError as e:
-            with contextlib.suppress(OSError):  # the same failure again while closing: reported below
-                self._file.close()
-            raise EdgeError(f"{self.path}: cannot write the last results ({e.strerror or e}).",
-                            "Check the free space and the disk.") from None
-        self._file.close()
+            written, reason = False, e.strerror or str(e)
+        else:
+            reason = self._last_error
+        left = len(self._waiting)
+        with contextlib.suppress(OSError):
+            self._file.close()
+        if not written or self.dropped:
+            raise EdgeError(f"{self.path}: {left + self.dropped} results could not be written ({reason}); "
+                            f"the {self.lines} lines in it are intact.", "Check the free space and the disk.")
 
 
 def _open_for_appending(path: Path) -> Any:
