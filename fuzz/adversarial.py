@@ -51,8 +51,10 @@ class Case:
     expect: str = "either"  # "ok" (exit 0), "error" (a clean failure), "either"
     timeout: float = 60.0
     stdin: bytes | None = None
-    check: object = None  # callable(done) -> str | None: a data-loss finding
+    check: object = None  # callable(rc, out, err) -> str | None: a data-loss finding
     env: dict = field(default_factory=dict)
+    count: int = 1  # inputs the case tries (a batch of images is one process, many inputs)
+    refused: int | None = None  # of them refused cleanly, when the case can tell (set by its check)
 
 
 def judge(case: Case, rc: int | None, out: str, err: str) -> str:
@@ -223,18 +225,21 @@ def image_cases(work: Path, bundle: Path, count: int, rng: random.Random) -> lis
     cases = []
     for start in range(0, len(paths), 25):
         batch = paths[start:start + 25]
-        cases.append(Case("images", f"images {start}..{start + len(batch) - 1}",
-                          [edge, "classify", "--json", "--model", str(bundle), *map(str, batch)],
-                          timeout=120, check=_every_image_answered(batch)))
+        case = Case("images", f"images {start}..{start + len(batch) - 1}",
+                    [edge, "classify", "--json", "--model", str(bundle), *map(str, batch)],
+                    timeout=120, count=len(batch))
+        case.check = _every_image_answered(batch, case)
+        cases.append(case)
     return cases
 
 
-def _every_image_answered(batch: list[Path]):
+def _every_image_answered(batch: list[Path], case: Case):
     def check(rc, out, err) -> str | None:
         try:
             results = json.loads(out)["results"]
         except (ValueError, KeyError):
             return "no JSON results"
+        case.refused = sum(r.get("status") == "error" for r in results)
         answered = {r.get("image") or r.get("path") for r in results}
         missing = [p.name for p in batch if str(p) not in answered]
         return f"no result for {missing[0]}" if missing else None
@@ -581,9 +586,11 @@ def main() -> int:
     if "train" in groups:
         cases += train_cases(work)
     results: list[tuple[str, str, str, str]] = []
+    weights: dict[str, tuple[int, int | None]] = {}  # case name -> (inputs tried, of them refused)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for case, outcome, detail in pool.map(lambda c: run_case(c, work), cases):
             results.append((case.group, case.name, outcome, detail))
+            weights[case.name] = (case.count, case.refused)
             if outcome != "ok":
                 print(f"  {case.group}: {case.name}: {outcome.upper()} {detail}", flush=True)
     if "http" in groups:
@@ -592,10 +599,13 @@ def main() -> int:
             if outcome != "ok":
                 print(f"  {group}: {name}: {outcome.upper()}", flush=True)
     table, refused = {}, {}
-    for group, _, outcome, detail in results:
+    for group, name, outcome, detail in results:
         row = table.setdefault(group, {o: 0 for o in OUTCOMES})
-        row[outcome] += 1
-        refused[group] = refused.get(group, 0) + (outcome == "ok" and detail not in ("", "rc=0"))
+        n, n_refused = weights.get(name, (1, None))
+        row[outcome] += n
+        if n_refused is None:
+            n_refused = n if outcome == "ok" and detail not in ("", "rc=0") else 0
+        refused[group] = refused.get(group, 0) + (n_refused if outcome == "ok" else 0)
     print(f"\n{'group':8} {'tried':>6} {'refused':>8} " + " ".join(f"{o:>12}" for o in OUTCOMES[1:]))
     for group, row in table.items():
         print(f"{group:8} {sum(row.values()):>6} {refused[group]:>8} " + " ".join(f"{row[o]:>12}" for o in OUTCOMES[1:]))
