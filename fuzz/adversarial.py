@@ -13,8 +13,9 @@ would, and is judged from the outside:
 - **data loss**: a result that was reported but is missing or damaged afterwards (a JSON line cut
   short, an image without its result, a finished training run thrown away).
 
-Groups (default sizes, as the adversarial review that filed the issue used): ``models`` (500
-mutated models, two commands each), ``images`` (400 image files), ``http`` (~150 requests against a
+Groups (default sizes, as the adversarial review that filed the issue used): ``models`` (the
+known structural lies of fuzz/mutants.py through all five commands, then mutated models to 500,
+two commands each), ``images`` (400 image files), ``http`` (~150 requests against a
 running daemon), ``daemon`` (its faults), ``cli`` (bad config and command-line values), ``train``
 (bad training input). ``--quick`` runs a tenth of the mutants and images. Prints one table.
 """
@@ -165,6 +166,7 @@ def model_cases(work: Path, bundle: Path, image: Path, count: int, rng: random.R
 
     original = (bundle / "model.tflite").read_bytes()
     edge = str(BIN / "edge")
+    structural_commands = 5  # each known lie goes through every command
     commands = [
         lambda f, b: [edge, "info", str(f)],
         lambda f, b: [edge, "classify", str(image), "--model", str(b)],
@@ -172,16 +174,25 @@ def model_cases(work: Path, bundle: Path, image: Path, count: int, rng: random.R
         lambda f, b: [edge, "benchmark", "--runs", "3", "--warmup", "1", "--model", str(f)],
         lambda f, b: [edge, "run", "--source", str(image), "--model", str(b), "--quiet"],
     ]
+    from mutants import MUTANTS, mutant
+
+    structural = []  # the known lies first (constant data on the input, indices past the end, ...)
+    for j, (change, _) in enumerate(MUTANTS.values()):
+        try:
+            structural.append(mutant(bundle / "model.tflite", work / f"structural-{j}.tflite", change).read_bytes())
+        except Exception:  # noqa: BLE001 - a change that does not apply to this model
+            continue
     cases = []
     for i in range(count):
-        data = mutate(original, rng, [original], 1 << 20)
+        data = structural[i] if i < len(structural) else mutate(original, rng, [original], 1 << 20)
         folder = work / "models" / f"m{i:04d}"
         shutil.copytree(bundle, folder)
         (folder / "model.tflite").write_bytes(data)
         meta = json.loads((folder / "model.json").read_text())
         meta["files"]["model.tflite"] = file_entry(folder / "model.tflite")  # the checksum matches the mutant
         (folder / "model.json").write_text(json.dumps(meta))
-        for k in (2 * i, 2 * i + 1):
+        which = range(structural_commands) if i < len(structural) else (2 * i, 2 * i + 1)
+        for k in which:
             argv = commands[k % len(commands)](folder / "model.tflite", folder)
             cases.append(Case("models", f"mutant {i} {argv[1]}", argv, timeout=90))
     return cases
@@ -298,8 +309,6 @@ def cli_cases(work: Path, bundle: Path, image: Path) -> list[Case]:
 
 
 def daemon_cases(work: Path, bundle: Path, image: Path) -> list[Case]:
-    from edge.model.signing import TRUSTED_DIR_ENV  # noqa: F401 (the daemon's environment is the user's)
-
     edge = str(BIN / "edge")
     video = write_video(work / "daemon.avi", 90)
     data = (work / "daemon.avi").read_bytes()
