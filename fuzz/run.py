@@ -29,6 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NAMES = ("tflite", "image", "config", "http")
+RSS_LIMIT_MB = int(os.environ.get("FUZZ_RSS_LIMIT_MB", "3072"))  # an input that makes a decoder take more is a finding
 MAX_LEN = {"tflite": 65536, "image": 65536, "config": 8192, "http": 8192}
 
 
@@ -94,7 +95,7 @@ def plain_loop(name: str, seconds: float, seed: int) -> int:
     return 0
 
 
-def atheris_run(name: str, seconds: float) -> int:
+def atheris_run(name: str, seconds: float, seed: int = 0) -> int:
     """Coverage-guided: libFuzzer via atheris over edge's instrumented modules."""
     import atheris
 
@@ -113,8 +114,8 @@ def atheris_run(name: str, seconds: float) -> int:
     crashes = HERE / "crashes" / name
     crashes.mkdir(parents=True, exist_ok=True)
 
-    args = [sys.argv[0], str(work), f"-max_total_time={int(seconds)}", f"-max_len={MAX_LEN[name]}",
-            "-timeout=10", "-rss_limit_mb=3072", f"-artifact_prefix={crashes}/", "-print_final_stats=1"]
+    args = [sys.argv[0], str(work), f"-max_total_time={int(seconds)}", f"-max_len={MAX_LEN[name]}", f"-seed={seed}",
+            "-timeout=10", f"-rss_limit_mb={RSS_LIMIT_MB}", f"-artifact_prefix={crashes}/", "-print_final_stats=1"]
     atheris.Setup(args, target)
     try:
         atheris.Fuzz()
@@ -156,7 +157,7 @@ def main() -> int:
         import atheris  # noqa: F401
     except ImportError:
         args.plain = True
-    return plain_loop(args.target, args.seconds, args.seed) if args.plain else atheris_run(args.target, args.seconds)
+    return plain_loop(args.target, args.seconds, args.seed) if args.plain else atheris_run(args.target, args.seconds, args.seed)
 
 
 def _all(args: argparse.Namespace) -> int:
