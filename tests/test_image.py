@@ -236,3 +236,16 @@ print(image.DEFAULT_MAX_PIXELS, Image.MAX_IMAGE_PIXELS, os.environ["OPENCV_IO_MA
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                              env={**env, **extra})
         assert out.stdout.split() == [expected] * 3
+
+
+def test_a_png_chunk_claiming_more_than_the_file_is_refused_before_opencv():
+    """43 bytes whose chunk claims 3.6 GB: OpenCV's PNG reader allocated 3.5 GB for it (a fuzz finding,
+    fuzz/crashes/image/finding-png-chunk-oom). It is refused by the chunk walk, before any decoder."""
+    from pathlib import Path
+
+    data = (Path(__file__).resolve().parents[1] / "fuzz" / "crashes" / "image" / "finding-png-chunk-oom").read_bytes()
+    assert len(data) < 100
+    with pytest.raises(ImageError, match="a chunk claims more bytes than the file holds"):
+        decode_image(data)
+    good = _encode(Image.fromarray(_rgb_pattern()), "PNG")
+    assert decode_image(good + b"trailing bytes after IEND").shape == (30, 40, 3)
