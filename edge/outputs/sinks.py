@@ -133,7 +133,12 @@ class JsonlSink:
         return True
 
     def _write_line(self, data: bytes) -> None:
-        start = os.lseek(self._fd, 0, os.SEEK_END) if self._syncable else None
+        if not self._syncable:  # a pipe or a terminal: what was written is gone, so write the rest
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            return
+        start = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             written = os.write(self._fd, data)
             if written != len(data):
@@ -141,9 +146,8 @@ class JsonlSink:
             if self.fsync and self._syncable:
                 os.fsync(self._fd)
         except OSError:
-            if start is not None:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, start)  # never half a line in the file
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)  # never half a line in the file
             raise
 
     def close(self) -> None:
