@@ -50,16 +50,20 @@ def area_reduce(rgb: np.ndarray, k: int) -> np.ndarray:
     """Mean of every k x k block (the image's sides multiples of k): OpenCV's INTER_AREA, same bytes.
 
     OpenCV's integer-factor INTER_AREA has a vector path only for k = 2; for k >= 3 its scalar
-    loop costs ~0.9 ms on a 480x480 crop. Here the block sums come from an unnormalised box filter
-    (exact integers, vectorised) sampled every k pixels, and the mean is rounded as OpenCV rounds
+    loop costs ~0.8 ms on a 480x480 crop. Here the block sums are exact integers: the k rows of each
+    block are added in uint16 (contiguous rows, vectorised), then an unnormalised 1 x k box filter
+    sums each row's k neighbours and every k-th sum is kept. The mean is rounded as OpenCV rounds
     it (``sum * float32(1/k^2)``, to nearest even): 0.25 ms, bit-identical (tests compare the two).
     """
     h, w = rgb.shape[:2]
     if k == 2 or k * k * 255 > np.iinfo(np.uint16).max:
         return cv2.resize(rgb, (w // k, h // k), interpolation=SHRINK)
-    sums = cv2.boxFilter(rgb, cv2.CV_16U, (k, k), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)
-    # every k-th sum, the window's top-left corner (nearest-neighbour at an exact integer factor
-    # picks pixel k*x; a numpy stride view does the same, 5x slower)
+    rows = rgb[0::k].astype(np.uint16)
+    for i in range(1, k):
+        rows += rgb[i::k]
+    sums = cv2.boxFilter(rows, cv2.CV_16U, (k, 1), anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    # every k-th sum, the window's left end (nearest-neighbour at an exact integer factor picks
+    # pixel k*x; a numpy stride view does the same, 5x slower)
     block = cv2.resize(sums, (w // k, h // k), interpolation=cv2.INTER_NEAREST).astype(np.float32)
     block *= np.float32(1.0) / np.float32(k * k)
     return np.rint(block, out=block).astype(np.uint8)
