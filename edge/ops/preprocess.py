@@ -53,11 +53,12 @@ def area_reduce(rgb: np.ndarray, k: int) -> np.ndarray:
     loop costs ~0.8 ms on a 480x480 crop. Here the block sums are exact integers: the k rows of each
     block are added in uint16 (contiguous rows, vectorised), then an unnormalised 1 x k box filter
     sums each row's k neighbours and every k-th sum is kept. The mean is rounded as OpenCV rounds
-    it (``sum * float32(1/k^2)``, to nearest even): 0.25 ms, bit-identical (tests compare the two).
+    it (``sum * float32(1/k^2)``, to nearest even): 0.3-0.5 ms, bit-identical (tests compare the two).
     """
     h, w = rgb.shape[:2]
     if k == 2 or k * k * 255 > np.iinfo(np.uint16).max:
         return cv2.resize(rgb, (w // k, h // k), interpolation=SHRINK)
+    rgb = rgb[: h // k * k, : w // k * k]  # whole blocks only: every row phase then has h // k rows
     rows = rgb[0::k].astype(np.uint16)
     for i in range(1, k):
         rows += rgb[i::k]
