@@ -74,12 +74,13 @@ def classify_image(model: Model, rgb: Any, path: Path, *, k: int = 3, threshold:
     problem = frame_problem(rgb, "image")
     if problem:
         return FileResult(path, error=f"{path}: {problem}", status=ERROR)
-    q = measure(rgb)
-    reasons = reasons_for(q, quality) + too_small(rgb.shape, (model.spec.height, model.spec.width))
     try:
-        result = model.classify(rgb, k)
+        pixels = model.pixels(rgb)
     except ImageError as e:  # decoded, but unfit for the model (e.g. too small to crop)
         return FileResult(path, error=f"{path}: {e}", status=ERROR)
+    q = measure(pixels)  # what the model sees, as edge run measures it
+    reasons = reasons_for(q, quality) + too_small(rgb.shape, (model.spec.height, model.spec.width))
+    result = model.classify(rgb, k, pixels=pixels)
     ood, unfamiliar = model.ood_check()
     cam = model.cam(result.top[0].index) if explain else None
     if unfamiliar:

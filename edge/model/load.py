@@ -108,12 +108,19 @@ class Model:
             return None
         return variant_of(self.path)
 
-    def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """RGB uint8 frame of any size -> input tensor (1, H, W, 3) in the model's dtype."""
-        pixels = fit_to_input(rgb, self.spec.height, self.spec.width)
+    def pixels(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 frame of any size -> the (H, W, 3) uint8 image the model sees (centre crop, resize)."""
+        return fit_to_input(rgb, self.spec.height, self.spec.width)
+
+    def tensor(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's (H, W, 3) uint8 image -> input tensor (1, H, W, 3) in the model's dtype."""
         q = quantize(pixels, self.spec.input.quantization, self.spec.input.dtype,
                      self._pixel_scale, self._pixel_offset)
         return q[np.newaxis]
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 frame of any size -> input tensor (1, H, W, 3) in the model's dtype."""
+        return self.tensor(self.pixels(rgb))
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         """Run the model on a prepared input; the raw output (a copy)."""
@@ -159,9 +166,10 @@ class Model:
         maps = dequantize(self.interpreter.get_tensor(c.index), c.quantization)
         return np.asarray(maps, np.float32)[0, :, :, index]
 
-    def classify(self, rgb: np.ndarray, k: int = 3) -> Classification:
+    def classify(self, rgb: np.ndarray, k: int = 3, *, pixels: np.ndarray | None = None) -> Classification:
+        """``pixels``: :meth:`pixels` of ``rgb`` when the caller has it already."""
         t0 = time.perf_counter_ns()
-        tensor = self.prepare(rgb)
+        tensor = self.tensor(self.pixels(rgb) if pixels is None else pixels)
         t1 = time.perf_counter_ns()
         raw = self.invoke(tensor)
         t2 = time.perf_counter_ns()

@@ -8,7 +8,10 @@ result carries (docs/run.md).
 Sharpness is the variance of the Laplacian of a downscaled grey image (a sharp image has strong
 edges; blur removes them). Brightness is the mean luminance, 0..255. Both are computed on a copy
 at most ``WORK_WIDTH`` pixels wide (halved by area averaging, then the rest of the way), so the
-check costs about 0.1 ms and hardly depends on the camera's resolution.
+check hardly depends on the camera's resolution. ``edge run`` and ``edge classify`` measure the
+image the model is given (the centre crop at the model's input size, ``Model.pixels``): what is
+labelled is what is judged, and a 128 or 224 pixel image costs 0.02 to 0.05 ms where a 640x480
+frame cost 0.3 ms.
 """
 
 from __future__ import annotations
@@ -59,8 +62,8 @@ def _small_grey(rgb: np.ndarray) -> np.ndarray:
     while w >= 2 * WORK_WIDTH and h >= 2:
         h, w = h // 2, w // 2
         grey = cv2.resize(grey[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
-    if w > WORK_WIDTH:
-        grey = cv2.resize(grey, (WORK_WIDTH, max(1, round(h * WORK_WIDTH / w))), interpolation=cv2.INTER_AREA)
+    if w > WORK_WIDTH:  # under 2x to go: linear (a 224 pixel model input in 0.02 ms; INTER_AREA took 0.1)
+        grey = cv2.resize(grey, (WORK_WIDTH, max(1, round(h * WORK_WIDTH / w))), interpolation=cv2.INTER_LINEAR)
     return grey
 
 
@@ -75,7 +78,7 @@ def brightness(rgb: np.ndarray) -> float:
 
 
 def _sharpness(grey: np.ndarray) -> float:
-    _, std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))
+    _, std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))  # exact: |Laplacian of uint8| <= 1020
     return float(std[0, 0]) ** 2
 
 

@@ -123,15 +123,16 @@ class Pipeline:
         if problem:
             return Prepared(error=problem)
         t0 = time.perf_counter()
-        q = measure(image)
-        reasons = reasons_for(q, self.options.quality) + too_small(image.shape, self._input_size)
-        t1 = time.perf_counter()
         try:
-            tensor = self.model.prepare(image)
+            pixels = self.model.pixels(image)
+            tensor = self.model.tensor(pixels)
         except ImageError as e:
             return Prepared(error=e.message)
+        t1 = time.perf_counter()
+        q = measure(pixels)  # on the model's input: what is labelled, and a 20th of the frame's pixels
+        reasons = reasons_for(q, self.options.quality) + too_small(image.shape, self._input_size)
         t2 = time.perf_counter()
-        return Prepared(tensor, q, tuple(reasons), (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return Prepared(tensor, q, tuple(reasons), (t2 - t1) * 1e3, (t1 - t0) * 1e3)
 
     def process(self, frame: Frame) -> FrameResult:
         """One frame through every stage; a bad frame gives an ERROR result, never an exception."""
