@@ -8,10 +8,14 @@ The naive loop: ``cv2.VideoCapture`` -> ``cv2.resize`` to the model's input -> `
 video, every frame. Printed per model and thread count, from rounds that alternate the two (so
 drift on a shared machine hits both alike): frames per second (median, min-max), the ratio
 toolkit / naive (median of the per-round ratios), CPU time per frame of each (all threads), and
-the toolkit's ratio to the inference bound 1 / (invoke + preprocess), from the same run.
+the toolkit's ratio to the inference bound 1 / (invoke + preprocess), from the same run. The
+last column is `edge run --variant int8io` (what `--variant fastest` picks where `edge benchmark
+--all-variants` found it faster: the same numbers without the uint8 <-> int8 QUANTIZE ops) against
+the same naive loop on model.tflite, in the same rounds.
 
 Models: MobileNetV2 0.35/128 (the demo bundle's shape) and 1.0/224, seven classes, random weights
-(speed does not depend on them), int8 with uint8 input, built once in a child process and cached.
+(speed does not depend on them), int8 with uint8 input and its int8-I/O variant, built once in a
+child process and cached.
 Targets (issue "Speed"): toolkit >= 1.0x naive for both models at 1 and 2 threads, >= 0.9 of the
 inference bound for MobileNetV2 224, CPU time per frame <= the naive loop's.
 """
@@ -29,12 +33,14 @@ import numpy as np
 from bench_run import build_bundles, write_video
 from model_cache import build_in_child, parser
 
+from edge.model.bundle import INT8IO_FILE
+
 MODELS = {"mobilenet_v2_0.35_128": (0.35, 128), "mobilenet_v2_1.0_224": (1.0, 224)}
 
 
 def ensure_bundles(cache: Path) -> dict[str, Path]:
     paths = {name: cache / name for name in MODELS}
-    if not all((p / "model.tflite").is_file() for p in paths.values()):
+    if not all((p / INT8IO_FILE).is_file() for p in paths.values()):
         build_in_child(__file__, cache, "MobileNetV2 0.35/128 and 1.0/224 int8 bundles")
     return paths
 
@@ -83,14 +89,17 @@ def toolkit(model, video: Path) -> dict:
 def compare(bundle: Path, video: Path, threads: int, rounds: int) -> dict:
     from edge.model.load import load_model
 
-    model = load_model(bundle, device="cpu", threads=threads)
-    toolkit(model, video)  # warm-up: file cache, interpreter, OpenCV
-    runs: dict[str, list[dict]] = {"naive": [], "toolkit": []}
+    models = {"toolkit": load_model(bundle, device="cpu", threads=threads),
+              "int8io": load_model(bundle, device="cpu", threads=threads, variant="int8io")}
+    for model in models.values():
+        toolkit(model, video)  # warm-up: file cache, interpreter, OpenCV
+    kinds = ("naive", "toolkit", "int8io")
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for r in range(rounds):
-        order = ("naive", "toolkit") if r % 2 == 0 else ("toolkit", "naive")
-        for kind in order:
-            runs[kind].append(naive(bundle, video, threads) if kind == "naive" else toolkit(model, video))
+        for kind in kinds[r % 3:] + kinds[: r % 3]:  # each kind first, middle and last in turn
+            runs[kind].append(naive(bundle, video, threads) if kind == "naive" else toolkit(models[kind], video))
     ratios = [t["fps"] / n["fps"] for n, t in zip(runs["naive"], runs["toolkit"])]
+    io_ratios = [t["fps"] / n["fps"] for n, t in zip(runs["naive"], runs["int8io"])]
     cpu = [t["cpu_ms"] / n["cpu_ms"] for n, t in zip(runs["naive"], runs["toolkit"])]
     bound = [t["fps"] / t["bound_fps"] for t in runs["toolkit"]]
 
@@ -103,6 +112,8 @@ def compare(bundle: Path, video: Path, threads: int, rounds: int) -> dict:
             "toolkit": fps("toolkit"), "ratio": round(statistics.median(ratios), 3),
             "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
             "cpu_ratio": round(statistics.median(cpu), 3), "bound_ratio": round(statistics.median(bound), 3),
+            "int8io": fps("int8io"), "int8io_ratio": round(statistics.median(io_ratios), 3),
+            "int8io_ratio_min": round(min(io_ratios), 3), "int8io_ratio_max": round(max(io_ratios), 3),
             "invoke_ms": round(statistics.median(t["invoke_ms"] for t in runs["toolkit"]), 3),
             "preprocess_ms": round(statistics.median(t["preprocess_ms"] for t in runs["toolkit"]), 3)}
 
@@ -115,7 +126,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.build:
-        build_bundles(args.cache, MODELS)
+        build_bundles(args.cache, MODELS, int8io=True)
         return 0
     bundles = ensure_bundles(args.cache)
     video = write_video(args.cache / f"camera_{args.frames}.mp4", 30.0, args.frames)
@@ -124,13 +135,14 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, load {load} before, {[round(x, 2) for x in os.getloadavg()]} after; "
           f"640x480 video, {args.frames} frames, {args.rounds} alternating rounds")
     print(f"{'model':<24} {'thr':>3}  {'naive fps (min-max)':>24}  {'edge run fps (min-max)':>24}  "
-          f"{'edge/naive':>16}  {'CPU/frame e/n':>13}  {'of bound':>8}")
+          f"{'edge/naive':>16}  {'CPU/frame e/n':>13}  {'of bound':>8}  {'int8io edge/naive':>17}")
     for r in rows:
         n, t = r["naive"], r["toolkit"]
         print(f"{r['model']:<24} {r['threads']:>3}  {n['median']:>8.1f} ({n['min']:.0f}-{n['max']:.0f}){'':>6}  "
               f"{t['median']:>8.1f} ({t['min']:.0f}-{t['max']:.0f}){'':>6}  "
               f"{r['ratio']:>5.3f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})  {r['cpu_ratio']:>13.3f}  "
-              f"{r['bound_ratio']:>8.3f}")
+              f"{r['bound_ratio']:>8.3f}  {r['int8io_ratio']:>5.3f} ({r['int8io_ratio_min']:.2f}-"
+              f"{r['int8io_ratio_max']:.2f})")
     print("targets: edge/naive >= 1.0 for every row; CPU/frame <= 1.0; of bound >= 0.9 for MobileNetV2 224")
     if args.json:
         args.json.write_text(json.dumps({"load": load, "rows": rows}, indent=2) + "\n")

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from model_cache import build_in_child, parser, random_calibration, to_tflite
 
+from edge.model.bundle import INT8IO_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 MODELS = {"mobilenet_v2_1.0_224": (1.0, 224), "mobilenet_v2_0.35_96": (0.35, 96)}
@@ -48,8 +50,9 @@ def build(cache: Path) -> None:
     build_bundles(cache, MODELS)
 
 
-def build_bundles(cache: Path, models: dict[str, tuple[float, int]]) -> None:
-    """Int8 bundles (uint8 input, seven classes, random weights) of MobileNetV2 {name: (alpha, side)}."""
+def build_bundles(cache: Path, models: dict[str, tuple[float, int]], int8io: bool = False) -> None:
+    """Int8 bundles (uint8 input, seven classes, random weights) of MobileNetV2 {name: (alpha, side)};
+    ``int8io``: with the int8-I/O variant too (model_int8io.tflite), checked as `train quantize` does."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -63,11 +66,31 @@ def build_bundles(cache: Path, models: dict[str, tuple[float, int]]) -> None:
                                               include_top=False, pooling="avg")
         out = keras.layers.Dense(len(LABELS), activation="softmax")(base(x))
         model = keras.Model(inp, out)
+        calib = random_calibration(16, (side, side))
         with tempfile.TemporaryDirectory() as tmp:
             tfl = Path(tmp) / "model.tflite"
-            tfl.write_bytes(to_tflite(model, random_calibration(16, (side, side))))
-            write_bundle(cache / name, model=tfl, labels=LABELS, name=name, force=True,
-                         extra={"provenance": {"source": "benchmarks/bench_run.py, random weights"}})
+            tfl.write_bytes(to_tflite(model, calib))
+            extra, files = {"provenance": {"source": "benchmarks/bench_run.py, random weights"}}, {}
+            if int8io:
+                extra["variants"], files = _int8io(model, calib, tfl, Path(tmp)), {INT8IO_FILE: Path(tmp) / INT8IO_FILE}
+            write_bundle(cache / name, model=tfl, labels=LABELS, name=name, force=True, extra=extra,
+                         extra_files=files)
+
+
+def _int8io(model, calib: np.ndarray, tfl: Path, tmp: Path) -> dict:  # noqa: ANN001 (a Keras model)
+    """model_int8io.tflite in ``tmp``, with the check `train quantize` makes (train.export.variants)."""
+    from edge.model.load import load_model
+    from train.export.quantize import check_int8_model
+    from train.export.variants import int8io_variant
+
+    u8 = load_model(tfl, device="cpu", verify=False)
+    inputs = calib[:8].astype(np.uint8)
+    expected = np.stack([u8.invoke(u8.prepare(x)).reshape(-1) for x in inputs])
+    variants, notes = int8io_variant(lambda: to_tflite(model, calib, "int8"), check_int8_model, tmp, {},
+                                     inputs, expected)
+    if notes:
+        raise SystemExit(notes[0])
+    return variants
 
 
 def ensure_bundles(cache: Path) -> dict[str, Path]:

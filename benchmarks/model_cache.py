@@ -45,8 +45,9 @@ def random_calibration(count: int, hw: tuple[int, int]) -> np.ndarray:
     return calib
 
 
-def to_tflite(model, calib: np.ndarray | None = None) -> bytes:  # noqa: ANN001 (a Keras model)
-    """The Keras model as TFLite: float, or with ``calib`` integer-only int8 with uint8 input and output."""
+def to_tflite(model, calib: np.ndarray | None = None, io: str = "uint8") -> bytes:  # noqa: ANN001 (Keras)
+    """The Keras model as TFLite: float, or with ``calib`` integer-only int8 with ``io`` (uint8 or
+    int8) input and output."""
     import tensorflow as tf
 
     def representative():
@@ -58,6 +59,5 @@ def to_tflite(model, calib: np.ndarray | None = None) -> bytes:  # noqa: ANN001 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.uint8
-        conv.inference_output_type = tf.uint8
+        conv.inference_input_type = conv.inference_output_type = tf.uint8 if io == "uint8" else tf.int8
     return conv.convert()

@@ -8,6 +8,7 @@ served by the test. Needs root. Used by tests/test_systemd_live.py.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -44,9 +45,15 @@ def build_root() -> Path:
     """The cached bookworm root filesystem (built on first use, ~1 min)."""
     _apt_install(("systemd-container", "systemd-nspawn"), ("mmdebstrap", "mmdebstrap"))
     root = CACHE / "bookworm"
-    if (root / "usr/lib/systemd/systemd").exists() and (root / "usr/bin/python3").exists():
-        return root
     CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:  # one build at a time (scripts/test.sh starts one early)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ((root / "usr/lib/systemd/systemd").exists() and (root / "usr/bin/python3").exists()):
+            _build(root)
+    return root
+
+
+def _build(root: Path) -> None:
     tmp = CACHE / "bookworm.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run(
@@ -56,7 +63,6 @@ def build_root() -> Path:
          "bookworm", str(tmp), "http://deb.debian.org/debian"], check=True, capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
-    return root
 
 
 class Container:
