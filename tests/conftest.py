@@ -48,6 +48,16 @@ def _training_set(n_per_class: int = 24):
     return x, np.array(ys)
 
 
+# Files that take minutes, put first: scripts/test.sh runs the suite on two pytest-xdist workers, one
+# file per worker at a time (--dist loadfile), and these started last would leave one worker idle
+SLOW_FIRST = ("test_train.py", "test_multiworker.py", "test_aarch64.py", "test_systemd_live.py", "test_export.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def _state_directory(tmp_path_factory, monkeypatch):
     """Records such as the fastest variant go to a folder of the test's own (edge.model.variants), and
