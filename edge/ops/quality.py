@@ -1,7 +1,7 @@
 """Is a frame good enough to be labelled? Cheap, pure measures of focus and exposure.
 
 The sharpness of an in-focus frame depends on what it shows (hair and pigment network give
-hundreds, smooth skin about ten), so ``min_sharpness`` is a floor that only clearly defocused or
+hundreds, smooth skin about seven), so ``min_sharpness`` is a floor that only clearly defocused or
 motion-blurred frames fall under; tune it for a camera with the ``quality`` figures that every
 result carries (docs/run.md).
 
@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-WORK_WIDTH = 160
+WORK_WIDTH = 128  # the demo model's input: a 128 and a 224 pixel model are judged on one scale
 
 TOO_BLURRY = "too blurry"
 TOO_DARK = "too dark"
@@ -39,7 +39,7 @@ MAX_PIXELS = 64_000_000
 class QualityThresholds:
     """Limits of an acceptable frame. Set a limit to 0 (or 255 for ``max_brightness``) to disable it."""
 
-    min_sharpness: float = 8.0  # camera grain alone gives about 5; in-focus skin 10 to 1000
+    min_sharpness: float = 6.0  # camera grain alone gives about 4; in-focus skin 6.5 to 500
     min_brightness: float = 60.0  # about half what auto-exposure aims for
     max_brightness: float = 215.0
 
