@@ -30,7 +30,7 @@ if [ ${#need[@]} -gt 0 ] || [ ${#roots[@]} -gt 0 ]; then
         [ ${#need[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
         [ ${#roots[@]} -eq 0 ] || apt-get install -y -qq "${roots[@]}" >/dev/null
     else
-        echo "warning: missing ${need[*]}; the tests that need them are skipped (install them with apt)." >&2
+        echo "warning: missing ${need[*]} ${roots[*]}; the tests that need them are skipped (install them with apt)." >&2
     fi
 fi
 

@@ -10,8 +10,8 @@ edges; blur removes them). Brightness is the mean luminance, 0..255. Both are co
 at most ``WORK_WIDTH`` pixels wide (halved by area averaging, then the rest of the way), so the
 check hardly depends on the camera's resolution. ``edge run`` and ``edge classify`` measure the
 image the model is given (the centre crop at the model's input size, ``Model.pixels``): what is
-labelled is what is judged, and a 128 or 224 pixel image costs 0.02 to 0.05 ms where a 640x480
-frame cost 0.3 ms.
+labelled is what is judged, and a 128 or 224 pixel image costs 0.07 to 0.14 ms where a 640x480
+frame cost 0.3 ms (one OpenCV thread, docs/benchmarks.md).
 """
 
 from __future__ import annotations
