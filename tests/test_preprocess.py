@@ -125,3 +125,56 @@ def test_area_reduce_gives_opencv_inter_area_bytes_for_every_factor():
             for img in cases:
                 expect = cv2.resize(img, (w // k, h // k), interpolation=cv2.INTER_AREA)
                 assert np.array_equal(area_reduce(img, k), expect), (k, img.shape)
+
+
+def test_area_reduce_rounds_every_block_sum_as_opencv_does():
+    """The mean is rounded by ``convertScaleAbs``: for every sum a block of every factor can have,
+    the byte is OpenCV's ``rint(float32(sum) * float32(1/k^2))``."""
+    for k in range(3, 17):
+        sums = np.arange(k * k * 255 + 1, dtype=np.uint16)[np.newaxis]
+        expect = np.rint(sums.astype(np.float32) * (np.float32(1.0) / np.float32(k * k))).astype(np.uint8)
+        got = cv2.convertScaleAbs(sums, alpha=float(np.float32(1.0) / np.float32(k * k)))
+        assert np.array_equal(got, expect), k
+
+
+@pytest.mark.parametrize("shape,size", [
+    ((480, 640), (128, 128)), ((480, 640), (224, 224)), ((480, 640), (96, 96)), ((1001, 757), (224, 224)),
+    ((720, 1280), (128, 128)), ((256, 256), (128, 128)), ((128, 128), (128, 128)), ((60, 70), (96, 96)),
+    ((333, 500), (120, 160)), ((241, 239), (224, 224)),
+])
+def test_bgr_input_gives_the_bytes_of_converting_first(shape, size):
+    """A decoded (blue-first) frame is converted on the reduced image: enlarging, the exact size,
+    a factor of 2 with and without a bilinear rest, odd factors and crops all give the same bytes."""
+    rng = np.random.default_rng(sum(shape) + sum(size))
+    for bgr in (rng.integers(0, 256, (*shape, 3), dtype=np.uint8),
+                cv2.GaussianBlur(rng.integers(0, 256, (*shape, 3), dtype=np.uint8), (5, 5), 0)):
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        expect = fit_to_input(rgb, *size)
+        got = fit_to_input(bgr, *size, bgr=True)
+        assert got.shape == (*size, 3) and got.flags["C_CONTIGUOUS"]
+        assert np.array_equal(got, expect), (shape, size)
+        assert not np.shares_memory(got, bgr)  # the frame is never handed back in the wrong order
+
+
+def test_four_channel_bilinear_step_is_the_three_channel_resize():
+    from edge.ops.preprocess import BILINEAR, _bilinear
+
+    rng = np.random.default_rng(5)
+    for (h, w), (th, tw) in (((160, 160), (128, 128)), ((240, 240), (224, 224)), ((37, 41), (96, 80))):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        expect = cv2.resize(img, (tw, th), interpolation=BILINEAR)
+        assert np.array_equal(_bilinear(img, tw, th, False), expect)
+        assert np.array_equal(_bilinear(img[:, :, ::-1].copy(), tw, th, True), expect)
+
+
+@pytest.mark.parametrize("size,digest", [
+    ((96, 96), "378cfca31795a396af928947707b5e0770196e67994bd634e368d1d53bff388a"),
+    ((128, 128), "0f1be2811150b65730de5775d4a3f02c735198a551b4779fea7a3571d2fdec66"),
+    ((224, 224), "ffa9839005106c4b7a654e35fd6ee258f2984f4e8f99b7b3b2c642410eec8ecc"),
+    ((160, 120), "522f4f5733f4795da496029d29ec305cf53fdd9fd7a48c75de70025a2137ce05"),
+])
+def test_pixel_probe_is_unchanged(size, digest):
+    """Bundles made earlier carry these values; a faster preprocessing must give the same bytes."""
+    from edge.ops.preprocess import pixel_probe
+
+    assert pixel_probe(*size) == digest

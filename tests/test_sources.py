@@ -519,6 +519,66 @@ def test_frames_prepared_by_either_thread_give_the_same_results(bundle_dir, vide
     assert runs[0] == runs[1] and len(runs[0]) == 12
 
 
+def test_capture_hands_decoded_frames_on_unconverted_and_the_outputs_see_rgb(bundle_dir, video):
+    """An OpenCV source is read blue-first; the model, the quality gate and every output that wants
+    the frame see exactly what an RGB-only source gives, and outputs that do not want it get None."""
+    from edge.model.load import load_model
+    from edge.run.pipeline import Pipeline, PipelineOptions
+
+    class RgbOnly:  # the Source protocol alone: read() in RGB, no read_bgr
+        def __init__(self, path):
+            self._inner = VideoFileSource(path)
+            self.name, self.finite = self._inner.name, True
+
+        rate = property(lambda self: self._inner.rate)
+
+        def open(self):
+            self._inner.open()
+
+        def read(self):
+            return self._inner.read()
+
+        def close(self):
+            self._inner.close()
+
+    class Keep:
+        def __init__(self, wants):
+            self.wants_frame, self.frames = wants, []
+
+        def publish(self, result, frame):
+            self.frames.append(frame)
+
+        def close(self):
+            pass
+
+    cap = Capture(VideoFileSource(video), realtime=False)
+    cap.start()
+    taken = []
+    while not cap.finished:
+        if (f := cap.take(0.5)) is not None:
+            taken.append(f)
+    rgb = read_all(VideoFileSource(video))
+    assert len(taken) == len(rgb) == 12 and all(f.bgr for f in taken)
+    assert all(np.array_equal(f.image, cv2.cvtColor(r, cv2.COLOR_RGB2BGR)) for f, r in zip(taken, rgb))
+    assert all(np.array_equal(f.rgb(), r) for f, r in zip(taken, rgb))
+
+    model = load_model(bundle_dir, device="cpu", threads=1)
+    runs, shown = [], []
+    for source in (VideoFileSource(video), RgbOnly(video)):
+        sinks = [Keep(True), Keep(False)]
+        summary = Pipeline(model, source, sinks, PipelineOptions(realtime=False)).run(collect=True)
+        runs.append([(r.raw_top[0].label, r.status, r.reasons, [(p.label, p.score) for p in r.top], r.quality)
+                     for r in summary.results])
+        shown.append(sinks[0].frames)
+        assert sinks[1].frames == [None] * 12
+    assert runs[0] == runs[1] and [t[0] for t in runs[0]] == ["red", "blue"] * 6
+    assert all(np.array_equal(a, b) and np.array_equal(a, r) for a, b, r in zip(*shown, rgb))
+
+    alone = Keep(False)  # no output wants the frame: none is made
+    Pipeline(model, VideoFileSource(video), [alone], PipelineOptions(realtime=False)).run()
+    assert alone.frames == [None] * 12
+
+
 def test_a_truncated_video_ends_the_run_with_an_error_and_keeps_every_result(bundle_dir, tmp_path):
     """An AVI cut in half: its header announces every frame, half can be read. The run says so in one
     line and exits 1 (no longer 'end of source' with exit 0), and each frame read has its JSON line."""

@@ -108,9 +108,10 @@ class Model:
             return None
         return variant_of(self.path)
 
-    def pixels(self, rgb: np.ndarray) -> np.ndarray:
-        """RGB uint8 frame of any size -> the (H, W, 3) uint8 image the model sees (centre crop, resize)."""
-        return fit_to_input(rgb, self.spec.height, self.spec.width)
+    def pixels(self, rgb: np.ndarray, *, bgr: bool = False) -> np.ndarray:
+        """RGB uint8 frame of any size -> the (H, W, 3) uint8 image the model sees (centre crop, resize).
+        ``bgr``: the frame is in OpenCV's order, as decoded; the same RGB image comes out."""
+        return fit_to_input(rgb, self.spec.height, self.spec.width, bgr=bgr)
 
     def tensor(self, pixels: np.ndarray) -> np.ndarray:
         """The model's (H, W, 3) uint8 image -> input tensor (1, H, W, 3) in the model's dtype."""

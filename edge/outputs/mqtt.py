@@ -108,6 +108,8 @@ ENTITIES = (
 class MqttSink:
     """A Sink that publishes results and statistics to an MQTT broker; thread-safe."""
 
+    wants_frame = False  # results only: the pipeline need not make an RGB frame for this output
+
     def __init__(self, settings: MqttSettings, stats: Callable[[], RunStats | None] | None = None) -> None:
         import paho.mqtt.client as mqtt  # noqa: PLC0415
 

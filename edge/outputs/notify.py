@@ -99,6 +99,8 @@ def _watchdog_interval(env: Mapping[str, str]) -> float | None:
 class NotifySink:
     """Turns results into notify messages: READY, the watchdog ping, STATUS; STOPPING on close."""
 
+    wants_frame = False  # results only: the pipeline need not make an RGB frame for this output
+
     def __init__(self, notifier: Notifier, *, status_interval: float = 5.0,
                  describe: Callable[[], str] | None = None) -> None:
         self.notifier = notifier

@@ -37,6 +37,8 @@ def status_line(result: FrameResult) -> str:
 class TerminalSink:
     """A live line refreshed in place on a terminal; silent when stdout is not a terminal."""
 
+    wants_frame = False  # results only: the pipeline need not make an RGB frame for this output
+
     def __init__(self, stream: TextIO | None = None, *, quiet: bool = False, interval: float = 0.1) -> None:
         self.stream = stream or sys.stdout
         isatty = getattr(self.stream, "isatty", None)
@@ -85,6 +87,8 @@ class JsonlSink:
     """
 
     MAX_WAITING = 100_000  # ~100 MB at most; beyond it the oldest waiting lines are dropped, and counted
+
+    wants_frame = False  # results only: the pipeline need not make an RGB frame for this output
 
     def __init__(self, path: str | Path, *, fsync: bool = False) -> None:
         self.path = Path(path)

@@ -117,14 +117,15 @@ class Pipeline:
 
     # ---------------------------------------------------------------- one frame
 
-    def prepare(self, image: Any) -> "Prepared":
-        """Quality measures and the input tensor for one image (runs in the capture thread)."""
+    def prepare(self, image: Any, bgr: bool = False) -> "Prepared":
+        """Quality measures and the input tensor for one image (runs in the capture thread);
+        ``bgr``: the image is in OpenCV's order (``Frame.bgr``)."""
         problem = frame_problem(image)
         if problem:
             return Prepared(error=problem)
         t0 = time.perf_counter()
         try:
-            pixels = self.model.pixels(image)
+            pixels = self.model.pixels(image, bgr=True) if bgr else self.model.pixels(image)
             tensor = self.model.tensor(pixels)
         except ImageError as e:
             return Prepared(error=e.message)
@@ -138,7 +139,7 @@ class Pipeline:
         """One frame through every stage; a bad frame gives an ERROR result, never an exception."""
         if frame.error is not None:
             return self._error(frame, frame.error)
-        prep = frame.prepared if isinstance(frame.prepared, Prepared) else self.prepare(frame.to_prepare)
+        prep = frame.prepared if isinstance(frame.prepared, Prepared) else self.prepare(frame.to_prepare, frame.bgr)
         if prep.error is not None or prep.tensor is None or prep.quality is None:
             return self._error(frame, prep.error or "frame could not be prepared")
         t2 = time.perf_counter()
@@ -201,6 +202,9 @@ class Pipeline:
         opts = self.options
         capture = Capture(self.source, realtime=opts.realtime, reconnect=opts.reconnect, on_notice=self.on_notice,
                           prepare=self.prepare)
+        # the RGB frame is made only for outputs that show or keep it (a sink says ``wants_frame = False``)
+        outputs = [(sink, bool(getattr(sink, "wants_frame", True))) for sink in self.sinks]
+        wants_frame = any(wants for _, wants in outputs)
         self.capture = self.stats.capture = capture
         capture.start()
         self.stats.info = replace(self.stats.info, source_fps=self.source.rate)
@@ -226,8 +230,9 @@ class Pipeline:
                 t0 = time.perf_counter()
                 result = self.process(frame)
                 self.stats.record(result, time.perf_counter())
-                for sink in self.sinks:
-                    sink.publish(result, frame.image)
+                image = frame.rgb() if wants_frame else None
+                for sink, wants in outputs:
+                    sink.publish(result, image if wants else None)
                 # this thread's time on the frame, outputs included, tells capture how to share the work
                 prepared_here = not isinstance(frame.prepared, Prepared) and result.status != ERROR
                 own = result.times.quality_ms + result.times.preprocess_ms if prepared_here else None

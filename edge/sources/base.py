@@ -5,7 +5,9 @@ video or folder; a camera or stream that stopped delivering). It raises ImageErr
 frame (the next read goes on) and SourceError when the source itself failed. ``finite`` sources
 (files, folders) end normally; the others are reconnected by :mod:`edge.sources.capture`.
 ``stills`` sources (an image folder or glob) deliver unrelated photos: the pipeline classifies
-each on its own and names its file in the result (``frame_name``).
+each on its own and names its file in the result (``frame_name``). A source that decodes to
+OpenCV's blue-first order may also offer ``read_bgr()``, the same frame unconverted: capture then
+uses it, and the conversion happens once, on the model-sized image (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The thread also runs part of the pipeline's per-frame preparation (quality measures, resizing to
 the model's input), so that work overlaps inference instead of adding to it: :class:`Share` gives
 it the fraction of frames that makes both threads equally busy, and inference prepares the rest.
+A source with ``read_bgr()`` (OpenCV's) is read unconverted: ``Frame.bgr`` says so, the model's
+preprocessing swaps the channels of the model-sized image, and ``Frame.rgb()`` converts the whole
+frame only for outputs that show or keep it.
 
 A one-slot mailbox sits between the capture thread and inference: a new frame replaces one not
 yet taken (counted as dropped), so no queue builds up and latency stays one frame. Sources whose
@@ -41,11 +44,21 @@ class Frame:
     error: str | None = None
     prepared: Any = None  # what the ``prepare`` callable made of the image, in the capture thread
     analysis: np.ndarray | None = None  # the image to prepare when it is not ``image`` (two streams)
+    bgr: bool = False  # ``image`` is in OpenCV's blue-first order (a source's ``read_bgr``)
 
     @property
     def to_prepare(self) -> np.ndarray | None:
         """What the model is to see: the analysis stream's image where there are two."""
         return self.image if self.analysis is None else self.analysis
+
+    def rgb(self) -> np.ndarray | None:
+        """``image`` in RGB order, for outputs that show or keep the frame (converted on each call)."""
+        image = self.image
+        if self.bgr and isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3:
+            import cv2  # noqa: PLC0415 - only BGR frames come here, from OpenCV sources
+
+            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return image
 
 
 @dataclass(frozen=True)
@@ -174,9 +187,10 @@ class Capture:
 
     def __init__(self, source: Source, *, realtime: bool = True, reconnect: Reconnect = Reconnect(),
                  on_notice: Callable[[str], None] | None = None,
-                 prepare: Callable[[np.ndarray], Any] | None = None) -> None:
+                 prepare: Callable[[np.ndarray, bool], Any] | None = None) -> None:
         self.source = source
-        self.prepare = prepare  # per-frame work done here, overlapping the consumer's (preprocessing)
+        # per-frame work done here, overlapping the consumer's (preprocessing): prepare(image, bgr)
+        self.prepare = prepare
         self.reconnect = reconnect
         self.on_notice = on_notice  # also told of reconnects (the daemon shows them in `systemctl status`)
         self.realtime = realtime
@@ -242,6 +256,8 @@ class Capture:
 
     def _loop(self) -> None:
         index, started = 0, time.perf_counter()
+        read_bgr = getattr(self.source, "read_bgr", None)
+        read, bgr = (read_bgr, True) if callable(read_bgr) else (self.source.read, False)
         while not self._stop.is_set():
             if self.paced:
                 wait = started + index / float(self.source.rate or 1.0) - time.perf_counter()
@@ -249,7 +265,7 @@ class Capture:
                     return
             t0 = time.perf_counter()
             try:
-                image, error = self.source.read(), None
+                image, error = read(), None
             except ImageError as e:
                 image, error = None, str(e)
             except SourceError as e:
@@ -273,12 +289,12 @@ class Capture:
             prepared = None
             if self.prepare is not None and analysis is not None and self._share.here(self._mailbox.consumer_idle):
                 t2 = time.perf_counter()
-                prepared = self.prepare(analysis)
+                prepared = self.prepare(analysis, bgr)
                 self._share.prepared((time.perf_counter() - t2) * 1e3)
             read_ms = (t1 - t0) * 1e3
             self._share.read(read_ms)
             frame = Frame(index, image, t1, read_ms, error, prepared,
-                          analysis if analysis is not image else None)
+                          analysis if analysis is not image else None, bgr)
             if self._mailbox.put(frame, self._stop):
                 self.dropped += 1
             index += 1

@@ -83,6 +83,13 @@ class _OpenCVSource(BaseSource):
         self.rate = _fps(cap)
 
     def read(self) -> np.ndarray | None:
+        """The next frame, RGB."""
+        frame = self.read_bgr()
+        return None if frame is None else _bgr_to_rgb(frame)
+
+    def read_bgr(self) -> np.ndarray | None:
+        """The next frame as decoded, blue first: capture hands it on so, and the model's
+        preprocessing swaps the channels of the reduced image instead of the whole frame."""
         import cv2  # noqa: PLC0415
 
         if self._cap is None:
@@ -91,9 +98,7 @@ class _OpenCVSource(BaseSource):
             ok, frame = self._cap.read()
         except cv2.error as e:
             raise SourceError(f"{self.name}: read failed ({first_line(e, last=True)})") from None
-        if not ok or frame is None:
-            return None
-        return _bgr_to_rgb(frame)
+        return frame if ok and frame is not None else None
 
     def close(self) -> None:
         if self._cap is not None:
@@ -128,8 +133,8 @@ class VideoFileSource(_OpenCVSource):
         count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if count == count and 0 < count < 1e9 else None  # what the file says
 
-    def read(self) -> np.ndarray | None:
-        frame = super().read()
+    def read_bgr(self) -> np.ndarray | None:
+        frame = super().read_bgr()
         if frame is not None:
             self.frames_read += 1
             return frame
