@@ -258,6 +258,21 @@ def test_capture_stores_the_sharpest_frame_of_the_last_second_at_full_resolution
     assert call(live, "POST", "/api/captures", {})[0] == 409
 
 
+def test_a_frame_kept_in_opencv_order_is_stored_as_the_same_rgb_image(tmp_path):
+    """The pipeline hands the desk decoded (BGR) frames unconverted; only the captured one is
+    converted, and the archive holds exactly what an RGB frame gives."""
+    frame = colour_image("red", (240, 320), seed=3)
+    stored = []
+    for name, image, bgr in (("rgb", frame, False), ("bgr", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), True)):
+        desk = CaptureDesk(Archive(tmp_path / name), model={"name": "tiny"}, classes=LABELS)
+        assert desk.takes_bgr
+        desk.publish(result(0, 50.0), image, bgr=bgr)
+        cap = desk.capture()
+        stored.append((tmp_path / name / cap.image).read_bytes())
+        desk.close()
+    assert stored[0] == stored[1]
+
+
 def test_low_confidence_is_judged_on_the_captured_frame_alone(served):
     live, desk = served
     desk.publish(result(0, 50.0, score=0.3), colour_image("red"))

@@ -17,7 +17,7 @@ from helpers import MJPEGCamera, write_video
 
 from edge.errors import ConfigError, ImageError, SourceError
 from edge.sources import picam
-from edge.sources.capture import Capture, Mailbox, Reconnect
+from edge.sources.capture import Capture, Frame, Mailbox, Reconnect
 from edge.sources.factory import make_source, open_source
 from edge.sources.folder import ImageFolderSource
 from edge.sources.opencv import OpenCVCameraSource, StreamSource, VideoFileSource
@@ -451,8 +451,6 @@ def test_camera_that_comes_back_is_used_again():
 
 def test_lossless_mailbox_waits_for_the_consumer():
     box, stop = Mailbox(lossless=True), threading.Event()
-    from edge.sources.capture import Frame
-
     assert box.put(Frame(0, None, 0.0, 0.0), stop) is False
     t = threading.Thread(target=lambda: box.put(Frame(1, None, 0.0, 0.0), stop))
     t.start()
@@ -551,6 +549,12 @@ def test_capture_hands_decoded_frames_on_unconverted_and_the_outputs_see_rgb(bun
         def close(self):
             pass
 
+    class KeepAsDecoded(Keep):  # an output that converts only the frames it uses (the live page, the desk)
+        takes_bgr = True
+
+        def publish(self, result, frame, *, bgr=False):
+            self.frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if bgr else frame)
+
     cap = Capture(VideoFileSource(video), realtime=False)
     cap.start()
     taken = []
@@ -565,18 +569,24 @@ def test_capture_hands_decoded_frames_on_unconverted_and_the_outputs_see_rgb(bun
     model = load_model(bundle_dir, device="cpu", threads=1)
     runs, shown = [], []
     for source in (VideoFileSource(video), RgbOnly(video)):
-        sinks = [Keep(True), Keep(False)]
+        sinks = [Keep(True), Keep(False), KeepAsDecoded(True)]
         summary = Pipeline(model, source, sinks, PipelineOptions(realtime=False)).run(collect=True)
         runs.append([(r.raw_top[0].label, r.status, r.reasons, [(p.label, p.score) for p in r.top], r.quality)
                      for r in summary.results])
-        shown.append(sinks[0].frames)
+        shown += [sinks[0].frames, sinks[2].frames]
         assert sinks[1].frames == [None] * 12
     assert runs[0] == runs[1] and [t[0] for t in runs[0]] == ["red", "blue"] * 6
-    assert all(np.array_equal(a, b) and np.array_equal(a, r) for a, b, r in zip(*shown, rgb))
+    assert all(all(np.array_equal(f, r) for f in frames) for *frames, r in zip(*shown, rgb))
 
-    alone = Keep(False)  # no output wants the frame: none is made
-    Pipeline(model, VideoFileSource(video), [alone], PipelineOptions(realtime=False)).run()
-    assert alone.frames == [None] * 12
+    converted = []  # no output needs an RGB frame: none is made
+    original = Frame.rgb
+    Frame.rgb = lambda self: converted.append(self.index) or original(self)
+    try:
+        alone, decoded = Keep(False), KeepAsDecoded(True)
+        Pipeline(model, VideoFileSource(video), [alone, decoded], PipelineOptions(realtime=False)).run()
+    finally:
+        Frame.rgb = original
+    assert alone.frames == [None] * 12 and len(decoded.frames) == 12 and converted == []
 
 
 def test_a_truncated_video_ends_the_run_with_an_error_and_keeps_every_result(bundle_dir, tmp_path):

@@ -173,6 +173,16 @@ def test_live_view_overlay_is_hot_on_the_patch_and_off_by_default(quantized):
     away = (slice(round(40 * scale), round(80 * scale)), slice(round(100 * scale), round(140 * scale)))
     assert np.array_equal(plain, off)
     assert _heat_gain(plain, mapped, patch) > 1.5 * _heat_gain(plain, mapped, away)
+    # a decoded frame handed over in OpenCV's order (``bgr=True``) draws the same pictures, map or not
+    shown = FrameResult(timestamp=r.timestamp, frame_index=0, status=OK, top=r.top, raw_top=r.raw_top, cam=r.cam)
+    for overlay in (False, True):
+        pictures = []
+        for image, bgr in ((frame, False), (cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), True)):
+            view = LiveServer("127.0.0.1", 0, aspect=m.spec.width / m.spec.height)
+            view.publish(shown, image, bgr=bgr)
+            pictures.append(view.jpeg(overlay)[1])
+            view.close()
+        assert pictures[0] == pictures[1], overlay
 
 
 def test_capture_keeps_its_map_and_serves_it(quantized, tmp_path):

@@ -39,6 +39,10 @@ class _Candidate:
     sharpness: float
     result: FrameResult
     frame: np.ndarray
+    bgr: bool = False  # ``frame`` in OpenCV's order: converted only if it is captured
+
+    def rgb(self) -> np.ndarray:
+        return cv2.cvtColor(self.frame, cv2.COLOR_BGR2RGB) if self.bgr else self.frame
 
 
 class CaptureDesk:
@@ -59,7 +63,9 @@ class CaptureDesk:
 
     # ---------------------------------------------------------------- the sink
 
-    def publish(self, result: FrameResult, frame: np.ndarray | None) -> None:
+    takes_bgr = True  # decoded frames are kept as they are; the one captured is converted
+
+    def publish(self, result: FrameResult, frame: np.ndarray | None, *, bgr: bool = False) -> None:
         if result.status not in (OK, UNCERTAIN) or not result.raw_top or frame_problem(frame) is not None:
             return
         sharp = float(result.quality.get("sharpness", 0.0))
@@ -68,7 +74,7 @@ class CaptureDesk:
             c = self._candidates
             while c and c[-1].sharpness <= sharp:  # never the sharpest again while this one is in the window
                 c.pop()
-            c.append(_Candidate(now, sharp, result, frame))  # type: ignore[arg-type]
+            c.append(_Candidate(now, sharp, result, frame, bgr))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.archive.close()
@@ -90,14 +96,14 @@ class CaptureDesk:
         if best is None:
             raise NothingToCapture("no frame to capture: nothing reached the model in the last "
                                    f"{self.window_s:g} s", "Wait for the camera's first frames, then try again.")
-        r = best.result
+        r, image = best.result, best.rgb()
         reasons = [x for x in r.reasons if x != LOW_CONFIDENCE]  # judged again on this frame's own score
         if not reasons and r.raw_top[0].score < self.threshold:
             reasons.append(LOW_CONFIDENCE)
         try:
-            cap = self.archive.add(best.frame, source=source, status=UNCERTAIN if reasons else OK, reasons=reasons,
+            cap = self.archive.add(image, source=source, status=UNCERTAIN if reasons else OK, reasons=reasons,
                                    top_k=[p.as_dict() for p in r.raw_top], quality=dict(r.quality),
-                                   model=self.model, frame=r.frame_index, explanation=self._explanation(best))
+                                   model=self.model, frame=r.frame_index, explanation=self._explanation(r, image))
         except ArchiveError:
             self.failed += 1
             raise
@@ -107,12 +113,12 @@ class CaptureDesk:
                  f"{cap.image_bytes // 1024} KB, {self.last_capture_ms:.0f} ms)")
         return cap
 
-    def _explanation(self, best: _Candidate) -> bytes | None:
+    def _explanation(self, result: FrameResult, rgb: np.ndarray) -> bytes | None:
         """The frame with its top class's activation map over it (JPEG), when the run keeps maps."""
-        if best.result.cam is None or best.frame.ndim != 3 or best.frame.shape[2] != 3:
+        if result.cam is None or rgb.ndim != 3 or rgb.shape[2] != 3:
             return None
         try:
-            return overlay_jpeg(best.frame, best.result.cam, self.aspect)
+            return overlay_jpeg(rgb, result.cam, self.aspect)
         except (OSError, ValueError, cv2.error) as e:  # the capture itself still counts
             log.warning(f"capture: no activation map stored ({e})")
             return None

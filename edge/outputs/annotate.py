@@ -11,11 +11,17 @@ SHORT_DISCLAIMER = "Not a medical diagnosis"
 _COLOURS = {OK: (90, 200, 60), UNCERTAIN: (0, 180, 255), ERROR: (60, 60, 230)}  # BGR
 
 
-def annotate(frame: np.ndarray, result: FrameResult | None) -> np.ndarray:
-    """The RGB frame as BGR with the result, FPS and a short disclaimer drawn on it."""
+def annotate(frame: np.ndarray, result: FrameResult | None, *, bgr: bool = False) -> np.ndarray:
+    """The RGB frame (``bgr``: a three-channel frame in OpenCV's order) as BGR with the result, FPS
+    and a short disclaimer drawn on it; a copy, the frame itself is not drawn on."""
     img = frame if frame.dtype == np.uint8 else np.clip(frame, 0, 255).astype(np.uint8)
     img = img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img
-    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2BGR)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif bgr and img.shape[2] == 3:
+        img = img.copy()
+    else:
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2BGR)
     h, w = img.shape[:2]
     width = min(max(w, 480), 960)  # enlarge small frames so the text stays legible, shrink big ones
     if width != w:

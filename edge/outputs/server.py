@@ -58,6 +58,7 @@ class LiveServer:
         self._closing = threading.Event()
         self._result: FrameResult | None = None
         self._frame: np.ndarray | None = None
+        self._frame_bgr = False  # _frame is in OpenCV's order (converted only when drawn)
         self._seq = 0
         self._last_good: float | None = None
         self._encode_lock = threading.Lock()
@@ -117,12 +118,15 @@ class LiveServer:
             self._thread.join(timeout=1.0)
 
     # -- the sink
-    def publish(self, result: FrameResult, frame: np.ndarray | None) -> None:
-        """Keep the newest result (and RGB frame); never blocks on viewers or encoding."""
+    takes_bgr = True  # the pipeline hands decoded frames over as they are: they are drawn a few times a second
+
+    def publish(self, result: FrameResult, frame: np.ndarray | None, *, bgr: bool = False) -> None:
+        """Keep the newest result (and frame: RGB, or OpenCV's order with ``bgr``); never blocks on
+        viewers or encoding."""
         with self._cond:
             self._result = result
             if drawable(frame):
-                self._frame = frame
+                self._frame, self._frame_bgr = frame, bgr and frame.ndim == 3 and frame.shape[2] == 3
             self._seq += 1
             if result.status in (OK, UNCERTAIN):
                 self._last_good = time.monotonic()
@@ -177,7 +181,7 @@ class LiveServer:
         (the plain frame when the result has no map)."""
         with self._encode_lock:
             with self._cond:
-                seq, result, frame = self._seq, self._result, self._frame
+                seq, result, frame, bgr = self._seq, self._result, self._frame, self._frame_bgr
             cached = self._jpeg.get(overlay)
             if cached and (cached[0] == seq or time.monotonic() - cached[1] < self._min_interval):
                 return cached[0], cached[2]
@@ -185,8 +189,9 @@ class LiveServer:
                 return None
             try:
                 if overlay and self._mappable(result, frame):
-                    frame = overlay_frame(frame, result.cam, self.aspect)  # type: ignore[union-attr,arg-type]
-                image = annotate(frame, result)
+                    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if bgr else frame
+                    frame, bgr = overlay_frame(rgb, result.cam, self.aspect), False  # type: ignore[union-attr,arg-type]
+                image = annotate(frame, result, bgr=bgr)
                 ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             except cv2.error as e:
                 log.warning("cannot draw frame %s: %s", getattr(frame, "shape", "?"), e)

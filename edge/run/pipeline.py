@@ -202,9 +202,11 @@ class Pipeline:
         opts = self.options
         capture = Capture(self.source, realtime=opts.realtime, reconnect=opts.reconnect, on_notice=self.on_notice,
                           prepare=self.prepare)
-        # the RGB frame is made only for outputs that show or keep it (a sink says ``wants_frame = False``)
-        outputs = [(sink, bool(getattr(sink, "wants_frame", True))) for sink in self.sinks]
-        wants_frame = any(wants for _, wants in outputs)
+        # the RGB frame is made only for outputs that show or keep it and cannot take OpenCV's order
+        # (a sink says ``wants_frame = False`` or ``takes_bgr = True``: edge.results.Sink)
+        outputs = [(sink, bool(getattr(sink, "wants_frame", True)), bool(getattr(sink, "takes_bgr", False)))
+                   for sink in self.sinks]
+        wants_rgb = any(wants and not bgr for _, wants, bgr in outputs)
         self.capture = self.stats.capture = capture
         capture.start()
         self.stats.info = replace(self.stats.info, source_fps=self.source.rate)
@@ -230,9 +232,12 @@ class Pipeline:
                 t0 = time.perf_counter()
                 result = self.process(frame)
                 self.stats.record(result, time.perf_counter())
-                image = frame.rgb() if wants_frame else None
-                for sink, wants in outputs:
-                    sink.publish(result, image if wants else None)
+                image = frame.rgb() if wants_rgb else None
+                for sink, wants, takes_bgr in outputs:
+                    if takes_bgr:
+                        sink.publish(result, frame.image, bgr=frame.bgr)  # type: ignore[call-arg]
+                    else:
+                        sink.publish(result, image if wants else None)
                 # this thread's time on the frame, outputs included, tells capture how to share the work
                 prepared_here = not isinstance(frame.prepared, Prepared) and result.status != ERROR
                 own = result.times.quality_ms + result.times.preprocess_ms if prepared_here else None
