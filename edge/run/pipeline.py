@@ -125,7 +125,7 @@ class Pipeline:
             return Prepared(error=problem)
         t0 = time.perf_counter()
         try:
-            pixels = self.model.pixels(image, bgr=True) if bgr else self.model.pixels(image)
+            pixels = self.model.pixels(image, bgr=bgr)
             tensor = self.model.tensor(pixels)
         except ImageError as e:
             return Prepared(error=e.message)

@@ -29,6 +29,7 @@ import numpy as np
 
 from edge.errors import ImageError, SourceError
 from edge.sources.base import Source, Views
+from edge.sources.opencv import bgr_to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,7 @@ class Frame:
 
     def rgb(self) -> np.ndarray | None:
         """``image`` in RGB order, for outputs that show or keep the frame (converted on each call)."""
-        image = self.image
-        if self.bgr and isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3:
-            import cv2  # noqa: PLC0415 - only BGR frames come here, from OpenCV sources
-
-            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        return image
+        return bgr_to_rgb(self.image) if self.bgr and isinstance(self.image, np.ndarray) else self.image
 
 
 @dataclass(frozen=True)

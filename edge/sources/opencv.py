@@ -34,7 +34,8 @@ def _quiet(cv2: Any) -> None:
         cv2.setLogLevel(2)  # LOG_LEVEL_ERROR
 
 
-def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
+def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
+    """A three-channel frame in OpenCV's order as RGB (a new array); any other frame as it is."""
     import cv2  # noqa: PLC0415
 
     if frame.ndim == 3 and frame.shape[2] == 3:
@@ -85,7 +86,7 @@ class _OpenCVSource(BaseSource):
     def read(self) -> np.ndarray | None:
         """The next frame, RGB."""
         frame = self.read_bgr()
-        return None if frame is None else _bgr_to_rgb(frame)
+        return None if frame is None else bgr_to_rgb(frame)
 
     def read_bgr(self) -> np.ndarray | None:
         """The next frame as decoded, blue first: capture hands it on so, and the model's
