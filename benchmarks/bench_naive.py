@@ -8,10 +8,16 @@ The naive loop: ``cv2.VideoCapture`` -> ``cv2.resize`` to the model's input -> `
 video, every frame. Printed per model and thread count, from rounds that alternate the two (so
 drift on a shared machine hits both alike): frames per second (median, min-max), the ratio
 toolkit / naive (median of the per-round ratios), CPU time per frame of each (all threads), and
-the toolkit's ratio to the inference bound 1 / (invoke + preprocess), from the same run. The
-last column is `edge run --variant int8io` (what `--variant fastest` picks where `edge benchmark
---all-variants` found it faster: the same numbers without the uint8 <-> int8 QUANTIZE ops) against
-the same naive loop on model.tflite, in the same rounds.
+the toolkit's ratio to the inference bound 1 / (invoke + preprocess), from the same run. Then
+`edge run --variant int8io` (what `--variant fastest` picks where `edge benchmark --all-variants`
+found it faster: the same numbers without the uint8 <-> int8 QUANTIZE ops) against the same naive
+loop on model.tflite, in the same rounds. Then the per-frame work one loop does and the other
+does not, medians inside the runs: the toolkit's exact preprocessing (centre crop, area
+reduction, bilinear step, RGB order) plus its quality gate, against the naive loop's one
+``cv2.resize``: the toolkit's CPU time per frame cannot be below the naive loop's plus that
+difference. Last, `edge run` against the same serial loop given the toolkit's
+preprocessing (`fit_to_input`, the pixels the model was trained on) instead of ``cv2.resize``: what
+the pipeline itself (capture thread, gate, smoothing, results) costs or gains.
 
 Models: MobileNetV2 0.35/128 (the demo bundle's shape) and 1.0/224, seven classes, random weights
 (speed does not depend on them), int8 with uint8 input and its int8-I/O variant, built once in a
@@ -45,10 +51,13 @@ def ensure_bundles(cache: Path) -> dict[str, Path]:
     return paths
 
 
-def naive(bundle: Path, video: Path, threads: int) -> dict:
+def naive(bundle: Path, video: Path, threads: int, exact: bool = False) -> dict:
+    """The serial loop; ``exact``: with the toolkit's preprocessing (``fit_to_input``, the training
+    pixels) in place of the one ``cv2.resize``."""
     import cv2
 
     from edge.backends.runtime import get_runtime
+    from edge.ops.preprocess import fit_to_input
 
     interp = get_runtime().Interpreter(model_path=str(bundle / "model.tflite"), num_threads=threads)
     interp.allocate_tensors()
@@ -56,18 +65,21 @@ def naive(bundle: Path, video: Path, threads: int) -> dict:
     h, w = int(inp["shape"][1]), int(inp["shape"][2])
     cpu0, t0 = time.process_time(), time.perf_counter()
     cap = cv2.VideoCapture(str(video))
-    n = 0
+    n, resize_ms = 0, []
     while True:
         ok, frame = cap.read()
         if not ok:
             break
-        interp.set_tensor(inp["index"], cv2.resize(frame, (w, h))[None])
+        r0 = time.perf_counter()
+        small = fit_to_input(frame, h, w, bgr=True) if exact else cv2.resize(frame, (w, h))
+        resize_ms.append((time.perf_counter() - r0) * 1e3)
+        interp.set_tensor(inp["index"], small[None])
         interp.invoke()
         int(np.argmax(interp.get_tensor(out["index"])))
         n += 1
     cap.release()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"frames": n, "fps": n / wall, "cpu_ms": cpu / n * 1000}
+    return {"frames": n, "fps": n / wall, "cpu_ms": cpu / n * 1000, "resize_ms": statistics.median(resize_ms)}
 
 
 def toolkit(model, video: Path) -> dict:
@@ -82,8 +94,9 @@ def toolkit(model, video: Path) -> dict:
     steady = summary.results[10:]
     invoke = statistics.median(r.times.invoke_ms for r in steady)
     prep = statistics.median(r.times.preprocess_ms for r in steady)
+    gate = statistics.median(r.times.quality_ms for r in steady)
     return {"frames": n, "fps": n / wall, "cpu_ms": cpu / n * 1000, "invoke_ms": invoke, "preprocess_ms": prep,
-            "bound_fps": 1000 / (invoke + prep), "dropped": summary.stats.frames.dropped}
+            "bound_fps": 1000 / (invoke + prep), "dropped": summary.stats.frames.dropped, "gate_ms": gate}
 
 
 def compare(bundle: Path, video: Path, threads: int, rounds: int) -> dict:
@@ -93,12 +106,17 @@ def compare(bundle: Path, video: Path, threads: int, rounds: int) -> dict:
               "int8io": load_model(bundle, device="cpu", threads=threads, variant="int8io")}
     for model in models.values():
         toolkit(model, video)  # warm-up: file cache, interpreter, OpenCV
-    kinds = ("naive", "toolkit", "int8io")
+    kinds = ("naive", "toolkit", "int8io", "exact")
     runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for r in range(rounds):
-        for kind in kinds[r % 3:] + kinds[: r % 3]:  # each kind first, middle and last in turn
-            runs[kind].append(naive(bundle, video, threads) if kind == "naive" else toolkit(models[kind], video))
+        for kind in kinds[r % 4:] + kinds[: r % 4]:  # each kind in every position in turn
+            if kind in ("naive", "exact"):
+                runs[kind].append(naive(bundle, video, threads, exact=kind == "exact"))
+            else:
+                runs[kind].append(toolkit(models[kind], video))
     ratios = [t["fps"] / n["fps"] for n, t in zip(runs["naive"], runs["toolkit"])]
+    exact = [t["fps"] / n["fps"] for n, t in zip(runs["exact"], runs["toolkit"])]
+    exact_cpu = [t["cpu_ms"] / n["cpu_ms"] for n, t in zip(runs["exact"], runs["toolkit"])]
     io_ratios = [t["fps"] / n["fps"] for n, t in zip(runs["naive"], runs["int8io"])]
     cpu = [t["cpu_ms"] / n["cpu_ms"] for n, t in zip(runs["naive"], runs["toolkit"])]
     bound = [t["fps"] / t["bound_fps"] for t in runs["toolkit"]]
@@ -115,7 +133,12 @@ def compare(bundle: Path, video: Path, threads: int, rounds: int) -> dict:
             "int8io": fps("int8io"), "int8io_ratio": round(statistics.median(io_ratios), 3),
             "int8io_ratio_min": round(min(io_ratios), 3), "int8io_ratio_max": round(max(io_ratios), 3),
             "invoke_ms": round(statistics.median(t["invoke_ms"] for t in runs["toolkit"]), 3),
-            "preprocess_ms": round(statistics.median(t["preprocess_ms"] for t in runs["toolkit"]), 3)}
+            "preprocess_ms": round(statistics.median(t["preprocess_ms"] for t in runs["toolkit"]), 3),
+            "exact": fps("exact"), "exact_ratio": round(statistics.median(exact), 3),
+            "exact_ratio_min": round(min(exact), 3), "exact_ratio_max": round(max(exact), 3),
+            "exact_cpu_ratio": round(statistics.median(exact_cpu), 3),
+            "gate_ms": round(statistics.median(t["gate_ms"] for t in runs["toolkit"]), 3),
+            "resize_ms": round(statistics.median(n["resize_ms"] for n in runs["naive"]), 3)}
 
 
 def main() -> int:
@@ -135,14 +158,17 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, load {load} before, {[round(x, 2) for x in os.getloadavg()]} after; "
           f"640x480 video, {args.frames} frames, {args.rounds} alternating rounds")
     print(f"{'model':<24} {'thr':>3}  {'naive fps (min-max)':>24}  {'edge run fps (min-max)':>24}  "
-          f"{'edge/naive':>16}  {'CPU/frame e/n':>13}  {'of bound':>8}  {'int8io edge/naive':>17}")
+          f"{'edge/naive':>16}  {'CPU/frame e/n':>13}  {'of bound':>8}  {'int8io edge/naive':>17}  "
+          f"{'prep+gate / resize ms':>21}  {'edge/exact-naive':>16}  {'CPU e/x':>7}")
     for r in rows:
         n, t = r["naive"], r["toolkit"]
         print(f"{r['model']:<24} {r['threads']:>3}  {n['median']:>8.1f} ({n['min']:.0f}-{n['max']:.0f}){'':>6}  "
               f"{t['median']:>8.1f} ({t['min']:.0f}-{t['max']:.0f}){'':>6}  "
               f"{r['ratio']:>5.3f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})  {r['cpu_ratio']:>13.3f}  "
               f"{r['bound_ratio']:>8.3f}  {r['int8io_ratio']:>5.3f} ({r['int8io_ratio_min']:.2f}-"
-              f"{r['int8io_ratio_max']:.2f})")
+              f"{r['int8io_ratio_max']:.2f})  {r['preprocess_ms']:>6.3f}+{r['gate_ms']:.3f} / {r['resize_ms']:.3f}  "
+              f"{r['exact_ratio']:>5.3f} ({r['exact_ratio_min']:.2f}-{r['exact_ratio_max']:.2f})  "
+              f"{r['exact_cpu_ratio']:>7.3f}")
     print("targets: edge/naive >= 1.0 for every row; CPU/frame <= 1.0; of bound >= 0.9 for MobileNetV2 224")
     if args.json:
         args.json.write_text(json.dumps({"load": load, "rows": rows}, indent=2) + "\n")
